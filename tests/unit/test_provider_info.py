@@ -1,0 +1,58 @@
+"""The package registers itself as an Airflow provider with an ``x_api`` connection type."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+import airflow_provider_xcompliance
+from airflow_provider_xcompliance import get_provider_info
+
+
+def test_entry_point_resolves_to_get_provider_info() -> None:
+    (entry_point,) = [
+        ep
+        for ep in entry_points(group="apache_airflow_provider")
+        if ep.value.startswith("airflow_provider_xcompliance")
+    ]
+    assert entry_point.load() is get_provider_info
+
+
+def test_provider_info_declares_the_x_api_connection_type() -> None:
+    info = get_provider_info()
+    assert info["package-name"] == "airflow-provider-xcompliance"
+    assert info["versions"] == [airflow_provider_xcompliance.__version__]
+    (conn,) = info["connection-types"]
+    assert conn == {
+        "connection-type": "x_api",
+        "hook-class-name": "airflow_provider_xcompliance.hooks.compliance.XComplianceHook",
+    }
+
+
+def test_every_module_listed_in_provider_info_imports() -> None:
+    info = get_provider_info()
+    modules = [
+        m
+        for kind in ("hooks", "operators", "sensors", "triggers")
+        for entry in info[kind]
+        for m in entry["python-modules"]
+    ]
+    for name in modules:
+        importlib.import_module(name)
+    hook_module, _, hook_class = info["connection-types"][0]["hook-class-name"].rpartition(".")
+    assert hasattr(importlib.import_module(hook_module), hook_class)
+
+
+def test_airflow_providers_list_shows_the_provider() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "airflow", "providers", "list", "--output", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    listed = json.loads(completed.stdout[completed.stdout.index("[") :])
+    assert any(p["package_name"] == "airflow-provider-xcompliance" for p in listed)
