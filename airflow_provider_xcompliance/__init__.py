@@ -4,6 +4,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+HOOK_CLASS = "airflow_provider_xcompliance.hooks.compliance.XComplianceHook"
+
 
 def get_provider_info() -> dict:
     """Describe the provider to Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
@@ -15,7 +17,7 @@ def get_provider_info() -> dict:
         "connection-types": [
             {
                 "connection-type": "x_api",
-                "hook-class-name": "airflow_provider_xcompliance.hooks.compliance.XComplianceHook",
+                "hook-class-name": HOOK_CLASS,
             }
         ],
         "hooks": [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,13 @@ os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 # (.airflowignore keeps the package, the venv and the benchmarks out of parsing).
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES_REGEXP"] = r"airflow\..*|airflow_provider_xcompliance\..*"
 os.environ.pop("AIRFLOW_CONN_X_DEFAULT", None)
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> Iterator[Path]:
+def airflow_db() -> Path:
     """A fresh metadata database in the session's Airflow home (created once, on first use)."""
     from airflow.utils import db
 
     db.resetdb()
-    yield Path(_AIRFLOW_HOME)
+    return Path(_AIRFLOW_HOME)
