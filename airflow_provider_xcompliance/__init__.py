@@ -12,7 +12,7 @@ def get_provider_info() -> dict:
     return {
         "package-name": "airflow-provider-xcompliance",
         "name": "X Compliance",
-        "description": "Run X (Twitter) API v2 batch compliance jobs and turn the results into Parquet tables.",
+        "description": "Run X (Twitter) API v2 batch compliance jobs; turn the results into Parquet tables.",
         "versions": [__version__],
         "connection-types": [
             {
