@@ -1,0 +1,921 @@
+"""XComplianceHook: the only door to the X API batch compliance endpoints and their signed storage URLs.
+
+Sync calls share one pooled ``requests.Session``; the signed upload/download URLs go through a second session
+that never carries the bearer token. Async calls (for the trigger) use ``httpx.AsyncClient``. Both paths
+classify errors through :mod:`problems` and retry through :class:`RetryBudget`, so they behave the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import IO, Any, cast
+from urllib.parse import urlsplit
+
+import httpx
+import requests
+from airflow.sdk import BaseHook
+
+from airflow_provider_xcompliance import problems, redaction, storage
+from airflow_provider_xcompliance.exceptions import (
+    AuthenticationError,
+    CancelNotSupportedError,
+    DownloadUrlExpiredError,
+    JobConflictError,
+    JobExpiredError,
+    JobFailedError,
+    JobTimeoutError,
+    NotFoundError,
+    RateLimitedError,
+    ServerError,
+    TransferError,
+    UploadUrlExpiredError,
+    XApiError,
+    XComplianceError,
+)
+from airflow_provider_xcompliance.models import Job, JobStatus, JobType, TransferReport
+from airflow_provider_xcompliance.retry import (
+    CANCEL_JOB,
+    CREATE_JOB,
+    GET_JOB,
+    LIST_JOBS,
+    RateLimitTracker,
+    RetryBudget,
+    RetryPolicy,
+)
+
+# A stdlib logger: Airflow routes it through its masking log pipeline in tasks, and tests can capture it.
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.x.com"
+DEFAULT_TIMEOUT = 30.0
+JOBS_PATH = "/2/compliance/jobs"
+MAX_NAME_LENGTH = 64
+_JOB_ID = re.compile(r"^[0-9]{1,19}$")
+LISTABLE_STATUSES = frozenset(
+    {JobStatus.CREATED, JobStatus.IN_PROGRESS, JobStatus.FAILED, JobStatus.COMPLETE}
+)
+
+# Resumable chunks must be multiples of 256 KiB; 16 MiB keeps requests few while bounding memory.
+RESUMABLE_QUANTUM = 256 * 1024
+RESUMABLE_CHUNK = 64 * RESUMABLE_QUANTUM
+# Large reads: requests and http.client are about 100x slower when fed small pieces (see DESIGN.md).
+STREAM_CHUNK = 1024 * 1024
+# Storage may take a while to answer after the last byte of a large upload.
+MIN_TRANSFER_READ_TIMEOUT = 120.0
+PROGRESS_SECONDS = 10.0
+PROGRESS_STEP = 0.10
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What the hook reads from its connection."""
+
+    base_url: str
+    token: str
+    timeout: float
+    max_retries: int | None
+
+
+def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
+    """The API base URL from the connection's host (with or without scheme), schema and port fields."""
+    text = (host or "").strip().rstrip("/")
+    if not text:
+        return DEFAULT_BASE_URL
+    if "://" not in text:
+        loopback = text.split(":")[0] in ("127.0.0.1", "localhost", "::1")
+        scheme = schema if schema in ("http", "https") else ("http" if loopback else "https")
+        text = f"{scheme}://{text}"
+    parts = urlsplit(text)
+    if port and parts.port is None:
+        text = f"{parts.scheme}://{parts.hostname}:{port}{parts.path}"
+    return text
+
+
+def _extra(extras: Mapping[str, Any], name: str) -> Any:
+    # The connection form stores custom fields with or without the legacy "extra__<type>__" prefix.
+    value = extras.get(name, extras.get(f"extra__{XComplianceHook.conn_type}__{name}"))
+    return None if value in (None, "") else value
+
+
+def _settings_from(conn: Any) -> _Settings:
+    extras = conn.extra_dejson or {}
+    token = conn.password
+    if not token:
+        raise AuthenticationError(
+            f"Connection {conn.conn_id!r} has no bearer token: put the app's bearer token in its password"
+        )
+    timeout = _extra(extras, "timeout")
+    max_retries = _extra(extras, "max_retries")
+    return _Settings(
+        base_url=_base_url(conn.host, conn.schema, conn.port),
+        token=token,
+        timeout=float(timeout) if timeout is not None else DEFAULT_TIMEOUT,
+        max_retries=int(max_retries) if max_retries is not None else None,
+    )
+
+
+def _job_type(job_type: JobType | str) -> JobType:
+    try:
+        return JobType(job_type)
+    except ValueError:
+        raise ValueError(f"job_type must be 'tweets' or 'users', not {job_type!r}") from None
+
+
+def _check_job_id(job_id: str) -> str:
+    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        raise ValueError(f"A compliance job id is 1 to 19 digits, not {job_id!r}")
+    return job_id
+
+
+def _check_name(name: str | None) -> str | None:
+    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_LENGTH):
+        raise ValueError(f"A job name is a string of at most {MAX_NAME_LENGTH} characters")
+    return name
+
+
+def _parse_job(data: Any) -> Job:
+    if not isinstance(data, dict):
+        raise XApiError("The X API answered without a job object in 'data'")
+    return Job.from_api(data)
+
+
+def _job(data: Any) -> Job:
+    job = _parse_job(data)
+    redaction.mask_url(job.upload_url)
+    redaction.mask_url(job.download_url)
+    return job
+
+
+async def _ajob(data: Any) -> Job:
+    job = _parse_job(data)
+    await redaction.amask_url(job.upload_url)
+    await redaction.amask_url(job.download_url)
+    return job
+
+
+def _may_have_reached_server(failure: Exception) -> bool:
+    """True when a failed request may still have been acted on (a 5xx, or a connection lost after connect)."""
+    if isinstance(failure, XApiError):
+        return isinstance(failure, ServerError)
+    return not isinstance(failure, requests.exceptions.ConnectTimeout)
+
+
+class _Progress:
+    """Logs a transfer's progress at a bounded rate: every 10 % or every 10 s, whichever comes first."""
+
+    def __init__(self, what: str, total: int | None, clock: Callable[[], float]) -> None:
+        self.what = what
+        self.total = total
+        self._clock = clock
+        self._started = clock()
+        self._last_time = self._started
+        self._last_step = 0
+
+    def update(self, done: int) -> None:
+        now = self._clock()
+        step = int(done / self.total / PROGRESS_STEP) if self.total else 0
+        if step > self._last_step or now - self._last_time >= PROGRESS_SECONDS:
+            self._last_step = max(step, self._last_step)
+            self._last_time = now
+            self._log(done, now)
+
+    def _log(self, done: int, now: float) -> None:
+        rate = done / max(now - self._started, 1e-9) / 1e6
+        if self.total:
+            log.info(
+                "%s: %d of %d bytes (%.0f%%), %.1f MB/s",
+                self.what,
+                done,
+                self.total,
+                100 * done / self.total,
+                rate,
+            )
+        else:
+            log.info("%s: %d bytes, %.1f MB/s", self.what, done, rate)
+
+    def seconds(self) -> float:
+        return self._clock() - self._started
+
+
+class _LineCounter:
+    """Counts lines of a byte stream seen once per byte position, so resent bytes are not counted twice."""
+
+    def __init__(self) -> None:
+        self.newlines = 0
+        self.counted = 0
+        self.last_byte = b""
+
+    def add(self, offset: int, data: bytes) -> None:
+        end = offset + len(data)
+        if end <= self.counted:
+            return
+        fresh = data[max(self.counted - offset, 0) :]
+        self.newlines += fresh.count(b"\n")
+        self.counted = end
+        if fresh:
+            self.last_byte = fresh[-1:]
+
+    def reset(self) -> None:
+        self.newlines = self.counted = 0
+        self.last_byte = b""
+
+    @property
+    def lines(self) -> int:
+        """Newlines, plus a final line without a terminator."""
+        return self.newlines + (1 if self.counted and self.last_byte != b"\n" else 0)
+
+
+class _CountingReader:
+    """A file-object wrapper for ``requests``: counts bytes and lines and reports progress as it is read.
+
+    ``requests`` streams file objects in large blocks; a generator would be sent in tiny pieces (DESIGN.md).
+    """
+
+    def __init__(self, source: IO[bytes], size: int, counter: _LineCounter, progress: _Progress) -> None:
+        self._source = source
+        self._size = size
+        self._counter = counter
+        self._progress = progress
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return self._size - self.sent
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(STREAM_CHUNK if size is None or size < 0 else max(size, 1))
+        self._counter.add(self.sent, data)
+        self.sent += len(data)
+        self._progress.update(self.sent)
+        return data
+
+
+class XComplianceHook(BaseHook):
+    """Create, upload, poll, cancel and download X API batch compliance jobs.
+
+    :param x_conn_id: an ``x_api`` connection: bearer token in the password, API base URL in the host, and
+        optional extras ``timeout`` (seconds per request) and ``max_retries``.
+    :param retry_policy: how transient failures are retried; defaults to the connection's ``max_retries``.
+    """
+
+    conn_name_attr = "x_conn_id"
+    default_conn_name = "x_default"
+    conn_type = "x_api"
+    hook_name = "X API"
+
+    def __init__(
+        self, x_conn_id: str = default_conn_name, *, retry_policy: RetryPolicy | None = None
+    ) -> None:
+        super().__init__()
+        self.x_conn_id = x_conn_id
+        self._retry_policy = retry_policy
+        self.rate_limits = RateLimitTracker()
+        self._settings: _Settings | None = None
+        self._session: requests.Session | None = None
+        self._storage_session: requests.Session | None = None
+        self._aclient: httpx.AsyncClient | None = None
+        # Seams for tests: time and the async transport are injected, never patched globally.
+        self._sleep: Callable[[float], None] = time.sleep
+        self._asleep: Callable[[float], Any] = asyncio.sleep
+        self._clock: Callable[[], float] = time.monotonic
+        self._now: Callable[[], float] = time.time
+        self._async_client_factory: Callable[..., httpx.AsyncClient] = httpx.AsyncClient
+        self.resumable_chunk_size = RESUMABLE_CHUNK
+
+    # --- connection ------------------------------------------------------------------------------------
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": ["login", "schema", "port"],
+            "relabeling": {"password": "Bearer token", "host": "API base URL"},
+            "placeholders": {
+                "host": DEFAULT_BASE_URL,
+                "password": "App-only bearer token (OAuth 2.0)",
+                "extra": '{"timeout": 30, "max_retries": 5}',
+            },
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import IntegerField
+        from wtforms.validators import NumberRange, Optional
+
+        return {
+            "timeout": IntegerField(
+                lazy_gettext("Request timeout (seconds)"),
+                validators=[Optional(), NumberRange(min=1)],
+                widget=BS3TextFieldWidget(),
+                default=int(DEFAULT_TIMEOUT),
+            ),
+            "max_retries": IntegerField(
+                lazy_gettext("Retries of transient errors"),
+                validators=[Optional(), NumberRange(min=0)],
+                widget=BS3TextFieldWidget(),
+                default=RetryPolicy().max_attempts - 1,
+            ),
+        }
+
+    def _load_settings(self) -> _Settings:
+        if self._settings is None:
+            self._settings = _settings_from(self.get_connection(self.x_conn_id))
+            redaction.mask(self._settings.token)
+        return self._settings
+
+    async def _aload_settings(self) -> _Settings:
+        if self._settings is None:
+            self._settings = _settings_from(await self.aget_connection(self.x_conn_id))
+            await redaction.amask(self._settings.token)
+        return self._settings
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        if self._retry_policy is not None:
+            return self._retry_policy
+        retries = self._settings.max_retries if self._settings else None
+        return RetryPolicy() if retries is None else RetryPolicy(max_attempts=retries + 1)
+
+    def get_conn(self) -> requests.Session:
+        """The pooled, authenticated API session (created on first use)."""
+        if self._session is None:
+            settings = self._load_settings()
+            session = requests.Session()
+            session.headers.update(
+                {"Authorization": f"Bearer {settings.token}", "Accept": "application/json"}
+            )
+            self._session = session
+        return self._session
+
+    def _storage(self) -> requests.Session:
+        # Signed URLs carry their own credentials: this session must never hold the bearer token.
+        if self._storage_session is None:
+            self._storage_session = requests.Session()
+        return self._storage_session
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One cheap authenticated call (list recent tweets jobs); never raises, never shows the token."""
+        try:
+            self._load_settings()
+            jobs = self._list(JobType.TWEETS, None, RetryPolicy(max_attempts=1))
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+        base = self._settings.base_url if self._settings else DEFAULT_BASE_URL
+        return True, f"Connected to {redaction.redact_url(base)}: {len(jobs)} recent tweets compliance jobs"
+
+    # --- API calls -------------------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+        policy: RetryPolicy | None = None,
+        on_failure: Callable[[Exception], bool] | None = None,
+    ) -> dict[str, Any]:
+        """One API call with rate-limit pacing and retries; returns the JSON body.
+
+        ``on_failure`` sees every transient failure before its retry; returning True ends the call with an
+        empty body instead (how a create adopts the job an earlier attempt made).
+        """
+        session = self.get_conn()
+        settings = self._load_settings()
+        budget = RetryBudget(policy or self.retry_policy, self._clock)
+        while True:
+            self._wait_for_budget(endpoint, budget.policy)
+            reset_at: float | None = None
+            try:
+                response = session.request(
+                    method, settings.base_url + path, params=params, json=json_body, timeout=settings.timeout
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                failure: Exception = exc
+                log.warning("%s %s did not complete: %s", method, path, type(exc).__name__)
+            else:
+                self.rate_limits.update(endpoint, response.headers)
+                if response.ok:
+                    return _json_body(response.content)
+                error = problems.error_from_response(response.status_code, response.headers, response.content)
+                if not error.retryable:
+                    raise error
+                failure = error
+                if isinstance(error, RateLimitedError) and error.reset_at is not None:
+                    reset_at = error.reset_at.timestamp()
+                log.warning("%s %s answered HTTP %d, retrying", method, path, response.status_code)
+            if on_failure is not None and on_failure(failure):
+                return {}
+            delay = budget.next_delay(reset_at, self._now())
+            if delay is None:
+                raise _final_error(failure, method, path)
+            self._sleep(delay)
+
+    def _wait_for_budget(self, endpoint: str, policy: RetryPolicy) -> None:
+        delay = self.rate_limits.delay_before_call(endpoint, self._now())
+        if delay <= 0:
+            return
+        if delay > policy.max_rate_limit_wait:
+            raise RateLimitedError(
+                f"The rate window of {endpoint} is spent and resets in {delay:.0f} s, beyond the "
+                f"{policy.max_rate_limit_wait:.0f} s this hook may wait",
+                status=429,
+                reset_at=datetime.fromtimestamp(self._now() + delay, tz=timezone.utc),
+            )
+        log.info("Rate window of %s spent: waiting %.0f s for its reset", endpoint, delay)
+        self._sleep(delay)
+
+    def create_job(self, job_type: JobType | str, name: str | None = None, resumable: bool = False) -> Job:
+        """Create a job. A retried create never leaves a duplicate behind, provided the job has a name.
+
+        When an attempt may have reached the server (timeout, dropped connection, 5xx), the hook looks for
+        a fresh job with this name before trying again. Without a name there is nothing to look for, so
+        callers that need the guarantee (the operators do) pass a deterministic name.
+        """
+        kind = _job_type(job_type)
+        _check_name(name)
+        body: dict[str, Any] = {"type": kind.value}
+        if name is not None:
+            body["name"] = name
+        if resumable:
+            body["resumable"] = True
+        maybe_created = False
+        adopted: Job | None = None
+
+        def adopt(failure: Exception) -> bool:
+            nonlocal maybe_created, adopted
+            if _may_have_reached_server(failure):
+                maybe_created = True
+                adopted = self._created_job_named(kind, name)
+            return adopted is not None
+
+        try:
+            data = self._request("POST", JOBS_PATH, CREATE_JOB, json_body=body, on_failure=adopt)
+        except JobConflictError:
+            # The earlier attempt may be the job that now holds the slot.
+            adopted = self._created_job_named(kind, name) if maybe_created else None
+            if adopted is None:
+                raise
+        if adopted is not None:
+            log.warning("An earlier create attempt reached the API: using its job %s", adopted.id)
+            return adopted
+        job = _job(data.get("data"))
+        log.info("Created compliance job %s (%s, name %r)", job.id, job.type.value, job.name)
+        return job
+
+    def _created_job_named(self, kind: JobType, name: str | None) -> Job | None:
+        if name is None:
+            return None
+        job = self.find_job(kind, name)
+        return job if job is not None and job.status == JobStatus.CREATED else None
+
+    def get_job(self, job_id: str) -> Job:
+        _check_job_id(job_id)
+        return _job(self._request("GET", f"{JOBS_PATH}/{job_id}", GET_JOB).get("data"))
+
+    def list_jobs(self, job_type: JobType | str, status: JobStatus | str | None = None) -> list[Job]:
+        """Recent jobs of a type, optionally of one status (``expired`` is not a filter the API accepts)."""
+        return self._list(_job_type(job_type), status, None)
+
+    def _list(self, kind: JobType, status: JobStatus | str | None, policy: RetryPolicy | None) -> list[Job]:
+        params = {"type": kind.value}
+        if status is not None:
+            try:
+                wanted = JobStatus(status)
+            except ValueError:
+                wanted = None
+            if wanted not in LISTABLE_STATUSES:
+                raise ValueError(
+                    f"status must be one of created, in_progress, failed, complete; not {status!r}"
+                )
+            params["status"] = cast("JobStatus", wanted).value
+        body = self._request("GET", JOBS_PATH, LIST_JOBS, params=params, policy=policy)
+        return [_job(item) for item in body.get("data") or []]
+
+    def find_job(self, job_type: JobType | str, name: str) -> Job | None:
+        """The newest job of this type with exactly this name, or None."""
+        matches = [job for job in self.list_jobs(job_type) if job.name == name]
+        epoch = datetime.min.replace(tzinfo=timezone.utc)
+        return max(matches, key=lambda job: (job.created_at or epoch, int(job.id)), default=None)
+
+    def cancel_job(self, job_id: str) -> Job:
+        """Cancel an unfinished job (it becomes ``failed`` and frees its type's slot)."""
+        _check_job_id(job_id)
+        try:
+            body = self._request("DELETE", f"{JOBS_PATH}/{job_id}", CANCEL_JOB)
+        except XApiError as exc:
+            raise _cancel_error(exc, job_id) from exc
+        job = _job(body.get("data"))
+        log.info("Cancelled compliance job %s: now %s", job.id, job.status.value)
+        return job
+
+    def wait_for_job(self, job_id: str, poll_interval: float = 30.0, timeout: float | None = None) -> Job:
+        """Poll until the job ends; returns it when complete, raises when it failed, expired or timed out.
+
+        Polls are paced by the GET rate window so that waiting never spends the app's whole budget.
+        """
+        _check_job_id(job_id)
+        deadline = None if timeout is None else self._clock() + timeout
+        while True:
+            job = self.get_job(job_id)
+            if job.status == JobStatus.COMPLETE:
+                return job
+            if job.status == JobStatus.FAILED:
+                raise JobFailedError(job_id, job.error)
+            if job.status == JobStatus.EXPIRED:
+                raise JobExpiredError(job_id)
+            interval = self.rate_limits.paced_interval(GET_JOB, poll_interval, self._now())
+            if deadline is not None:
+                left = deadline - self._clock()
+                if left <= 0:
+                    raise JobTimeoutError(
+                        f"Compliance job {job_id} is still {job.status.value} after {timeout:.0f} s"
+                    )
+                interval = min(interval, left)
+            log.info("Compliance job %s is %s; next check in %.0f s", job_id, job.status.value, interval)
+            self._sleep(interval)
+
+    # --- upload ----------------------------------------------------------------------------------------
+
+    def upload_ids(self, job: Job, source: str | os.PathLike[str]) -> TransferReport:
+        """Stream an ID file (local path or object-storage URI) to the job's signed upload URL.
+
+        Memory stays flat: simple uploads stream the file object, resumable ones hold one chunk at a time.
+        """
+        url = job.upload_url
+        if not url:
+            raise TransferError(f"Compliance job {job.id} has no upload URL")
+        redaction.mask_url(url)
+        self._check_upload_window(job)
+        size = storage.source_size(source)
+        log.info(
+            "Uploading %d bytes of IDs to job %s at %s%s",
+            size,
+            job.id,
+            redaction.redact_url(url),
+            " (resumable)" if job.resumable else "",
+        )
+        progress = _Progress(f"Upload to job {job.id}", size, self._clock)
+        counter = _LineCounter()
+        with storage.open_source(source) as handle:
+            if job.resumable:
+                self._upload_resumable(job, url, handle, size, counter, progress)
+            else:
+                self._upload_simple(job, url, handle, size, counter, progress)
+        report = TransferReport(bytes=size, lines=counter.lines, seconds=progress.seconds())
+        log.info(
+            "Uploaded %d bytes, %d lines to job %s in %.1f s", size, report.lines, job.id, report.seconds
+        )
+        return report
+
+    def _check_upload_window(self, job: Job) -> None:
+        if job.upload_expired(now=datetime.fromtimestamp(self._now(), tz=timezone.utc)):
+            raise UploadUrlExpiredError(
+                f"The upload URL of compliance job {job.id} expired at {job.upload_expires_at}: "
+                "nothing was sent; create a new job"
+            )
+
+    def _transfer_timeout(self) -> tuple[float, float]:
+        timeout = self._load_settings().timeout
+        return timeout, max(timeout, MIN_TRANSFER_READ_TIMEOUT)
+
+    def _upload_simple(
+        self, job: Job, url: str, handle: IO[bytes], size: int, counter: _LineCounter, progress: _Progress
+    ) -> None:
+        budget = RetryBudget(self.retry_policy, self._clock)
+        while True:
+            self._check_upload_window(job)
+            handle.seek(0)
+            reader = _CountingReader(handle, size, counter, progress)
+            try:
+                response = self._storage().put(
+                    url,
+                    data=reader,
+                    headers={"Content-Type": "text/plain", "Content-Length": str(size)},
+                    timeout=self._transfer_timeout(),
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                failure = f"connection broken ({type(exc).__name__}) after {reader.sent} bytes"
+            else:
+                if response.ok:
+                    return
+                if not problems.is_transient(response.status_code):
+                    raise problems.transfer_error(
+                        response.status_code, response.content, direction="upload", job_id=job.id
+                    )
+                failure = f"HTTP {response.status_code}"
+            self._retry_transfer(budget, f"Upload to job {job.id}", failure)
+
+    def _upload_resumable(
+        self, job: Job, url: str, handle: IO[bytes], size: int, counter: _LineCounter, progress: _Progress
+    ) -> None:
+        """Google Cloud Storage's resumable protocol: start a session, PUT chunks, resume where it stopped."""
+        session_url = self._start_resumable(job, url)
+        chunk_size = max(
+            RESUMABLE_QUANTUM, self.resumable_chunk_size // RESUMABLE_QUANTUM * RESUMABLE_QUANTUM
+        )
+        budget = RetryBudget(self.retry_policy, self._clock)
+        offset: int | None = 0
+        while offset is not None:
+            self._check_upload_window(job)
+            handle.seek(offset)
+            data = handle.read(min(chunk_size, size - offset))
+            # Counted on read, once per byte position: a chunk stored just before a break still counts.
+            counter.add(offset, data)
+            end = offset + len(data)
+            content_range = f"bytes {offset}-{end - 1}/{size}" if data else f"bytes */{size}"
+            try:
+                response = self._storage().put(
+                    session_url,
+                    data=data,
+                    headers={"Content-Type": "text/plain", "Content-Range": content_range},
+                    timeout=self._transfer_timeout(),
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                failure = f"connection broken ({type(exc).__name__}) at byte {offset}"
+            else:
+                if response.ok:
+                    progress.update(size)
+                    return
+                if response.status_code == 308:
+                    offset = _stored_bytes(response.headers)
+                    progress.update(offset)
+                    budget.progressed()
+                    continue
+                if not problems.is_transient(response.status_code):
+                    raise problems.transfer_error(
+                        response.status_code, response.content, direction="upload", job_id=job.id
+                    )
+                failure = f"HTTP {response.status_code} at byte {offset}"
+            self._retry_transfer(budget, f"Upload to job {job.id}", failure)
+            offset = self._resumable_offset(job, session_url, size, budget)
+            log.info("Resuming upload to job %s from byte %d of %d", job.id, offset or size, size)
+
+    def _start_resumable(self, job: Job, url: str) -> str:
+        budget = RetryBudget(self.retry_policy, self._clock)
+        while True:
+            try:
+                response = self._storage().post(
+                    url,
+                    headers={
+                        "Content-Type": "text/plain",
+                        "Content-Length": "0",
+                        "x-goog-resumable": "start",
+                    },
+                    timeout=self._transfer_timeout(),
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                failure = f"connection broken ({type(exc).__name__})"
+            else:
+                location = response.headers.get("Location")
+                if response.status_code in (200, 201) and location:
+                    redaction.mask_url(location)
+                    return location
+                if response.ok:
+                    raise TransferError(
+                        f"Storage started no resumable session for job {job.id} (HTTP {response.status_code} "
+                        "without a Location header)"
+                    )
+                if not problems.is_transient(response.status_code):
+                    raise problems.transfer_error(
+                        response.status_code, response.content, direction="upload", job_id=job.id
+                    )
+                failure = f"HTTP {response.status_code}"
+            self._retry_transfer(budget, f"Starting the resumable upload of job {job.id}", failure)
+
+    def _resumable_offset(self, job: Job, session_url: str, size: int, budget: RetryBudget) -> int | None:
+        """Ask the session how much it stored (``bytes */TOTAL``); None when the upload is complete."""
+        while True:
+            try:
+                response = self._storage().put(
+                    session_url,
+                    data=b"",
+                    headers={"Content-Range": f"bytes */{size}"},
+                    timeout=self._transfer_timeout(),
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                failure = f"status query broken ({type(exc).__name__})"
+            else:
+                if response.ok:
+                    return None
+                if response.status_code == 308:
+                    return _stored_bytes(response.headers)
+                if not problems.is_transient(response.status_code):
+                    raise problems.transfer_error(
+                        response.status_code, response.content, direction="upload", job_id=job.id
+                    )
+                failure = f"status query answered HTTP {response.status_code}"
+            self._retry_transfer(budget, f"Upload to job {job.id}", failure)
+
+    def _retry_transfer(self, budget: RetryBudget, what: str, failure: str) -> None:
+        delay = budget.next_delay()
+        if delay is None:
+            raise TransferError(f"{what} failed after {budget.failures} attempts: {failure}")
+        log.warning("%s: %s; retrying in %.1f s", what, failure, delay)
+        self._sleep(delay)
+
+    # --- download --------------------------------------------------------------------------------------
+
+    def download_results(self, job: Job, destination: str | os.PathLike[str]) -> TransferReport:
+        """Stream the job's results to ``destination`` atomically (complete file or no file at all).
+
+        ``destination`` is a file, or a folder (ending in ``/`` or existing) that receives ``<job id>.jsonl``.
+        A broken stream resumes with a ``Range`` request when the server supports it, else starts over.
+        """
+        url = job.download_url
+        if not url:
+            raise TransferError(f"Compliance job {job.id} has no download URL")
+        redaction.mask_url(url)
+        if job.download_expired(now=datetime.fromtimestamp(self._now(), tz=timezone.utc)):
+            raise DownloadUrlExpiredError(
+                f"The download URL of compliance job {job.id} expired at {job.download_expires_at}: "
+                "results are kept 7 days; run the job again"
+            )
+        target = storage.resolve_destination(destination, f"{job.id}.jsonl")
+        log.info("Downloading results of job %s from %s to %s", job.id, redaction.redact_url(url), target)
+        counter = _LineCounter()
+        progress = _Progress(f"Download of job {job.id}", None, self._clock)
+        budget = RetryBudget(self.retry_policy, self._clock)
+        with storage.atomic_writer(target) as writer:
+            while True:
+                failure = self._download_attempt(job, url, writer, counter, progress)
+                if failure is None:
+                    break
+                self._retry_transfer(budget, f"Download of job {job.id}", failure)
+            size = writer.size
+        report = TransferReport(bytes=size, lines=counter.lines, seconds=progress.seconds(), uri=target)
+        log.info(
+            "Downloaded %d bytes, %d lines of job %s in %.1f s", size, report.lines, job.id, report.seconds
+        )
+        return report
+
+    def _download_attempt(
+        self, job: Job, url: str, writer: storage.AtomicWriter, counter: _LineCounter, progress: _Progress
+    ) -> str | None:
+        """One GET of the results, appended to what earlier attempts wrote; returns why it failed, or None."""
+        offset = writer.size
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
+            with self._storage().get(
+                url, headers=headers, stream=True, timeout=self._transfer_timeout()
+            ) as resp:
+                if resp.status_code == 206 and _range_start(resp.headers) == offset:
+                    pass
+                elif resp.status_code == 416 and offset:
+                    # What was written is not a prefix the server recognises: start over.
+                    writer.restart()
+                    counter.reset()
+                    return "range not satisfiable"
+                elif resp.ok:
+                    if offset:
+                        log.info(
+                            "Storage ignored the Range request: restarting the download of job %s", job.id
+                        )
+                        writer.restart()
+                        counter.reset()
+                        offset = 0
+                elif problems.is_transient(resp.status_code):
+                    return f"HTTP {resp.status_code}"
+                else:
+                    raise problems.transfer_error(
+                        resp.status_code, resp.content, direction="download", job_id=job.id
+                    )
+                length = resp.headers.get("Content-Length")
+                progress.total = offset + int(length) if length and length.isdigit() else None
+                for chunk in resp.iter_content(STREAM_CHUNK):
+                    counter.add(writer.size, chunk)
+                    writer.file.write(chunk)
+                    progress.update(writer.size)
+                if progress.total is not None and writer.size < progress.total:
+                    return f"stream ended at byte {writer.size} of {progress.total}"
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            return f"connection broken ({type(exc).__name__}) at byte {writer.size}"
+        return None
+
+    # --- async (triggers) ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> XComplianceHook:
+        self._aclient = await self._new_async_client()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
+
+    async def _new_async_client(self) -> httpx.AsyncClient:
+        settings = await self._aload_settings()
+        return self._async_client_factory(
+            base_url=settings.base_url,
+            headers={"Authorization": f"Bearer {settings.token}", "Accept": "application/json"},
+            timeout=settings.timeout,
+        )
+
+    async def aget_job(self, job_id: str) -> Job:
+        """Async :meth:`get_job`, safe inside a trigger (reads the connection with ``aget_connection``)."""
+        _check_job_id(job_id)
+        body = await self._arequest("GET", f"{JOBS_PATH}/{job_id}", GET_JOB)
+        return await _ajob(body.get("data"))
+
+    async def acancel_job(self, job_id: str) -> Job:
+        """Async :meth:`cancel_job` (for a trigger's ``on_kill``)."""
+        _check_job_id(job_id)
+        try:
+            body = await self._arequest("DELETE", f"{JOBS_PATH}/{job_id}", CANCEL_JOB)
+        except XApiError as exc:
+            raise _cancel_error(exc, job_id) from exc
+        return await _ajob(body.get("data"))
+
+    async def _arequest(self, method: str, path: str, endpoint: str) -> dict[str, Any]:
+        if self._aclient is not None:
+            return await self._arequest_with(self._aclient, method, path, endpoint)
+        async with await self._new_async_client() as client:
+            return await self._arequest_with(client, method, path, endpoint)
+
+    async def _arequest_with(
+        self, client: httpx.AsyncClient, method: str, path: str, endpoint: str
+    ) -> dict[str, Any]:
+        budget = RetryBudget(self.retry_policy, self._clock)
+        while True:
+            delay = self.rate_limits.delay_before_call(endpoint, self._now())
+            if delay > 0:
+                if delay > budget.policy.max_rate_limit_wait:
+                    raise RateLimitedError(f"The rate window of {endpoint} is spent", status=429)
+                await self._asleep(delay)
+            reset_at: float | None = None
+            try:
+                response = await client.request(method, path)
+            except httpx.TransportError as exc:
+                failure: Exception = exc
+                log.warning("%s %s did not complete: %s", method, path, type(exc).__name__)
+            else:
+                self.rate_limits.update(endpoint, response.headers)
+                if response.is_success:
+                    return _json_body(response.content)
+                error = problems.error_from_response(response.status_code, response.headers, response.content)
+                if not error.retryable:
+                    raise error
+                failure = error
+                if isinstance(error, RateLimitedError) and error.reset_at is not None:
+                    reset_at = error.reset_at.timestamp()
+                log.warning("%s %s answered HTTP %d, retrying", method, path, response.status_code)
+            delay_next = budget.next_delay(reset_at, self._now())
+            if delay_next is None:
+                raise _final_error(failure, method, path)
+            await self._asleep(delay_next)
+
+
+def _json_body(content: bytes) -> dict[str, Any]:
+    if not content.strip():
+        return {}
+    try:
+        body = json.loads(content)
+    except ValueError:
+        raise XApiError("The X API answered with a body that is not JSON") from None
+    return body if isinstance(body, dict) else {}
+
+
+def _final_error(failure: Exception, method: str, path: str) -> XComplianceError:
+    """The error to raise once retries are spent: the API's own error, or an unreachable-API error."""
+    if isinstance(failure, XApiError):
+        return failure
+    return ServerError(
+        f"{method} {path}: the X API could not be reached ({type(failure).__name__}), retries spent"
+    )
+
+
+def _cancel_error(exc: XApiError, job_id: str) -> XApiError:
+    """A missing DELETE route (404 without a not-found problem, or 405) means the API cannot cancel."""
+    route_missing = exc.status == 405 or (
+        isinstance(exc, NotFoundError) and exc.problem_type != problems.NOT_FOUND
+    )
+    if not route_missing:
+        return exc
+    return CancelNotSupportedError(
+        f"This X API does not offer job cancellation (DELETE answered HTTP {exc.status}); "
+        f"job {job_id} keeps running until it ends or expires",
+        status=exc.status,
+        title=exc.title,
+        detail=exc.detail,
+        problem_type=exc.problem_type,
+    )
+
+
+def _stored_bytes(headers: Mapping[str, str]) -> int:
+    """Bytes a resumable session holds, from a 308's ``Range: bytes=0-N`` (no header: nothing stored)."""
+    match = re.match(r"bytes=0-(\d+)", headers.get("Range", ""))
+    return int(match.group(1)) + 1 if match else 0
+
+
+def _range_start(headers: Mapping[str, str]) -> int | None:
+    match = re.match(r"bytes (\d+)-", headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None

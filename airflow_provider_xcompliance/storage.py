@@ -1,0 +1,138 @@
+"""Local-or-object-storage file helpers for uploads and downloads.
+
+Sources and destinations are plain local paths or ``ObjectStoragePath`` URIs (``file://``, ``s3://``,
+``gs://``...). A destination is written atomically: it either holds the complete file or does not exist, so
+a half-downloaded result file can never be mistaken for a complete one downstream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+COPY_CHUNK = 8 * 1024 * 1024
+
+
+def is_local(location: str | os.PathLike[str]) -> bool:
+    """True for plain paths and ``file://`` URIs: those take the fast, dependency-free local route."""
+    scheme = urlsplit(os.fspath(location)).scheme
+    # A one-letter "scheme" is a Windows drive letter, not a protocol.
+    return scheme in ("", "file") or len(scheme) == 1
+
+
+def local_path(location: str | os.PathLike[str]) -> Path:
+    """The filesystem path of a local location (``file://`` URIs included)."""
+    text = os.fspath(location)
+    return Path(urlsplit(text).path) if text.startswith("file://") else Path(text)
+
+
+def object_path(location: str | os.PathLike[str]) -> ObjectStoragePath:
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(os.fspath(location))
+
+
+def source_size(source: str | os.PathLike[str]) -> int:
+    """Size in bytes of a source file (needed up front for resumable uploads and progress)."""
+    if is_local(source):
+        return local_path(source).stat().st_size
+    return int(object_path(source).size())
+
+
+@contextlib.contextmanager
+def open_source(source: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """Open a source for binary, seekable reading (seekable so a resumable upload can resume mid-file)."""
+    if is_local(source):
+        with local_path(source).open("rb") as handle:
+            yield handle
+    else:
+        with object_path(source).open("rb") as handle:
+            yield handle
+
+
+def resolve_destination(destination: str | os.PathLike[str], default_name: str) -> str:
+    """The destination file: ``destination`` itself, or ``default_name`` inside it when it is a folder.
+
+    A folder is a location ending in ``/`` or an existing directory.
+    """
+    text = os.fspath(destination)
+    if text.endswith("/"):
+        return text + default_name
+    if is_local(text):
+        path = local_path(text)
+        if path.is_dir():
+            return str(path / default_name) if not text.startswith("file://") else f"{text}/{default_name}"
+        return text
+    if object_path(text).is_dir():
+        return f"{text}/{default_name}"
+    return text
+
+
+class AtomicWriter:
+    """A temporary file that becomes the destination on :meth:`commit` and vanishes otherwise.
+
+    Local destinations get a hidden temporary file in the same folder (so the final rename is atomic on one
+    filesystem); object-storage destinations get a local temporary file uploaded in one go on commit (object
+    stores publish an object only when its upload completes, which gives the same all-or-nothing view).
+    """
+
+    def __init__(self, destination: str) -> None:
+        self.destination = destination
+        self._local = is_local(destination)
+        if self._local:
+            final = local_path(destination)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+        else:
+            fd, temp = tempfile.mkstemp(prefix="xcompliance-", suffix=".part")
+        self.temp_path = Path(temp)
+        self.file: IO[bytes] = os.fdopen(fd, "w+b")
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far (where a resumed download continues)."""
+        return self.file.tell()
+
+    def restart(self) -> None:
+        """Drop what was written, for a retry that must start from the first byte."""
+        self.file.seek(0)
+        self.file.truncate()
+
+    def commit(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        if self._local:
+            os.replace(self.temp_path, local_path(self.destination))
+        else:
+            try:
+                with self.temp_path.open("rb") as src, object_path(self.destination).open("wb") as dst:
+                    shutil.copyfileobj(src, dst, COPY_CHUNK)
+            finally:
+                self.temp_path.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        self.temp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_writer(destination: str) -> Iterator[AtomicWriter]:
+    """Write ``destination`` atomically: committed when the block succeeds, discarded when it raises."""
+    writer = AtomicWriter(destination)
+    try:
+        yield writer
+    except BaseException:
+        writer.discard()
+        raise
+    writer.commit()
