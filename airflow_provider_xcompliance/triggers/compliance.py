@@ -53,6 +53,8 @@ class XComplianceJobTrigger(BaseTrigger):
         because every waiting job of one app shares the same 150 calls per 15 minutes.
     :param deadline: epoch seconds after which a ``timeout`` event fires; None waits indefinitely.
     :param max_transient_errors: transient poll failures in a row tolerated before an ``error`` event.
+    :param cancel_on_kill: cancel the job when the waiting task is killed; False when the job is not ours
+        (an operator waiting for another job to free its type's slot).
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class XComplianceJobTrigger(BaseTrigger):
         poll_interval: float = 30.0,
         deadline: float | None = None,
         max_transient_errors: int = 10,
+        cancel_on_kill: bool = True,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -69,6 +72,7 @@ class XComplianceJobTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.deadline = deadline
         self.max_transient_errors = max_transient_errors
+        self.cancel_on_kill = cancel_on_kill
         # Seams for tests: a fake clock drives deadlines and pacing without real sleeps.
         self._now: Callable[[], float] = time.time
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -82,6 +86,7 @@ class XComplianceJobTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "max_transient_errors": self.max_transient_errors,
+                "cancel_on_kill": self.cancel_on_kill,
             },
         )
 
@@ -149,6 +154,8 @@ class XComplianceJobTrigger(BaseTrigger):
         Best-effort: a cancel that fails (or an API without ``DELETE``) is logged, never raised, because the
         task is already being killed and the job ends on its own.
         """
+        if not self.cancel_on_kill:
+            return
         hook = self._make_hook()
         try:
             async with hook:

@@ -15,7 +15,7 @@ from airflow_provider_xcompliance.exceptions import (
     UsageCappedError,
 )
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType
-from airflow_provider_xcompliance.retry import GET_JOB, RateLimitTracker
+from airflow_provider_xcompliance.retry import GET_JOB, RateLimitTracker, RetryPolicy
 from airflow_provider_xcompliance.triggers.compliance import (
     XComplianceJobTrigger,
     is_permanent_poll_error,
@@ -96,7 +96,12 @@ def server_error() -> ServerError:
 
 def test_serialize_round_trips_every_kwarg():
     trigger = XComplianceJobTrigger(
-        job_id=JOB_ID, x_conn_id="x_prod", poll_interval=12.5, deadline=START, max_transient_errors=3
+        job_id=JOB_ID,
+        x_conn_id="x_prod",
+        poll_interval=12.5,
+        deadline=START,
+        max_transient_errors=3,
+        cancel_on_kill=False,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_xcompliance.triggers.compliance.XComplianceJobTrigger"
@@ -106,6 +111,7 @@ def test_serialize_round_trips_every_kwarg():
         "poll_interval": 12.5,
         "deadline": START,
         "max_transient_errors": 3,
+        "cancel_on_kill": False,
     }
 
 
@@ -118,7 +124,7 @@ def test_reinstantiated_trigger_serializes_identically():
 
 def test_serialized_kwargs_are_primitives():
     _, kwargs = XComplianceJobTrigger(job_id=JOB_ID, deadline=START).serialize()
-    assert all(isinstance(value, (str, int, float, type(None))) for value in kwargs.values())
+    assert all(isinstance(value, (str, int, float, bool, type(None))) for value in kwargs.values())
 
 
 # --- events ----------------------------------------------------------------------------------------------
@@ -295,3 +301,35 @@ async def test_on_kill_logs_instead_of_raising_when_cancel_fails(monkeypatch, ca
     hook = FakeHook([], cancel=CancelNotSupportedError("no DELETE", status=404))
     await make_trigger(hook, FakeClock(), monkeypatch).on_kill()
     assert "could not cancel compliance job" in capsys.readouterr().out
+
+
+async def test_on_kill_leaves_a_job_that_is_not_ours_alone(monkeypatch):
+    hook = FakeHook([])
+    await make_trigger(hook, FakeClock(), monkeypatch, cancel_on_kill=False).on_kill()
+    assert hook.cancelled == []
+
+
+# --- with the real hook over httpx.MockTransport -----------------------------------------------------------
+
+
+async def test_trigger_polls_through_the_real_hook(monkeypatch):
+    from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_X_DEFAULT", '{"conn_type": "x_api", "host": "http://x.test", "password": "t0ken"}'
+    )
+    statuses = iter(["in_progress", "server-error", "complete"])
+    seen_auth: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen_auth.append(request.headers["authorization"])
+        status = next(statuses)
+        if status == "server-error":
+            return httpx.Response(503, json={"title": "Service Unavailable", "status": 503})
+        return httpx.Response(200, json={"data": {"id": JOB_ID, "type": "tweets", "status": status}})
+
+    hook = XComplianceHook(retry_policy=RetryPolicy(max_attempts=1))
+    hook._async_client_factory = lambda **kw: httpx.AsyncClient(transport=httpx.MockTransport(answer), **kw)
+    [event] = await events_of(make_trigger(hook, FakeClock(), monkeypatch))  # type: ignore[arg-type]
+    assert (event["status"], event["polls"]) == ("success", 3)
+    assert seen_auth == ["Bearer t0ken"] * 3
