@@ -1,0 +1,904 @@
+"""ID sources in, validated and normalised ID text files out: streaming, and free of Airflow.
+
+The compliance API takes one plain-text file of decimal IDs per job and documents nothing about blank,
+malformed or duplicate lines, so every ID is checked and normalised here before any job exists.
+
+Rules (one place: :func:`normalise_id` is the reference, the fast paths below must agree with it):
+
+* Around each value, ASCII whitespace (``\\r`` included) and a UTF-8 byte order mark are trimmed.
+  Blank lines, empty cells and nulls are skipped and counted as ``blank``.
+* A valid ID is 1 to 19 ASCII digits once leading zeros are dropped (``"007"`` becomes ``"7"``).
+  That is the API's own ``^[0-9]{1,19}$`` pattern, and every such number fits an unsigned 64-bit integer;
+  20 digits are refused even below 2**64 (``2**64 - 1`` included): no real snowflake is that large.
+* Zero (``"0"``, ``"000"``) is refused: X never issues it, and in exports it usually stands for a
+  missing value.
+* Signs, inner whitespace, non-ASCII characters (Arabic-Indic or fullwidth digits too), hex and the
+  like are refused.
+
+Positions: ``line`` is the 1-based line number in a text file and the 1-based data row (header not
+counted) in CSV and Parquet, where :attr:`InvalidId.unit` says ``"row"``.
+
+Speed: text is read in large byte blocks; a block of plain ``digits\\n`` lines (CRLF allowed) is checked
+with a handful of vectorised passes and written out unchanged; only a block with an anomaly takes the
+per-line path, which also yields exact line numbers. Parquet and CSV are read in record batches and
+checked with pyarrow compute. Memory stays bounded by the block/batch size (plus the dedupe bound).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import logging
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal, Protocol, TypeAlias, runtime_checkable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from airflow_provider_xcompliance.exceptions import InvalidIdsError
+
+log = logging.getLogger(__name__)
+
+Fmt: TypeAlias = Literal["text", "csv", "parquet"]
+OnInvalid: TypeAlias = Literal["fail", "skip"]
+
+
+@runtime_checkable
+class OpenablePath(Protocol):
+    """A path with ``open()``: ``pathlib.Path``, ``upath.UPath``, Airflow's ``ObjectStoragePath``."""
+
+    def open(self, mode: str) -> Any: ...
+
+
+IdSource: TypeAlias = "str | os.PathLike[str] | OpenablePath"
+IdSources: TypeAlias = "IdSource | Sequence[IdSource]"
+
+DEFAULT_BLOCK_SIZE = 1 << 20
+"""Bytes of text (or rows of CSV/Parquet, divided by 16) handled per step: big enough to amortise, small
+enough to stay in cache."""
+DEFAULT_DEDUPE_MEMORY_IDS = 4_000_000
+"""IDs ``dedupe=True`` keeps in memory before it spills to disk (8 bytes each, about 3x that at peak)."""
+MAX_ID_DIGITS = 19
+MAX_LINE_BYTES = 1 << 16
+"""A line longer than this is refused without being held in memory, whatever it contains."""
+MAX_SAMPLES = 5
+"""Invalid lines quoted in an :class:`InvalidIdsError`."""
+CHUNK_PREFIX = "ids-"
+
+_WHITESPACE = b" \t\r\n\v\f"
+_BOM = b"\xef\xbb\xbf"
+_VALID_CELL = r"^0*[1-9][0-9]{0,18}$"
+_GLOB_MAGIC = re.compile(r"[*?\[]")
+_SUFFIX_FORMATS: dict[str, Fmt] = {
+    "": "text",
+    ".txt": "text",
+    ".text": "text",
+    ".ids": "text",
+    ".lst": "text",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+# --- Values -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvalidId:
+    """One refused line or cell: where it is, what it held (decoded, possibly shortened), and why."""
+
+    source: str
+    line: int
+    value: str
+    reason: str
+    unit: Literal["line", "row"] = "line"
+
+    def __str__(self) -> str:
+        shown = self.value if len(self.value) <= 40 else self.value[:40] + "..."
+        return f"{self.source} {self.unit} {self.line}: {shown!r} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class IdCounts:
+    """What a pass over the sources saw.
+
+    ``read`` counts every line or row (``read == blank + valid + invalid``). ``duplicates`` is exact
+    when ``duplicates_exact`` (with ``dedupe=True``); otherwise it is a HyperLogLog estimate (about 1%
+    standard error of the distinct count; exact in practice for small inputs) because an exact count
+    without removing them would need the same memory or disk as removing them.
+    ``written`` is the number of IDs in the normalised output.
+    """
+
+    read: int
+    blank: int
+    valid: int
+    invalid: int
+    duplicates: int
+    duplicates_exact: bool
+    written: int
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class IdChunk:
+    """One normalised ID file, for one job. ``index`` is 0-based and follows the order of the sources."""
+
+    index: int
+    path: Path
+    ids: int
+    size: int
+
+
+@dataclass(frozen=True)
+class PreparedIds:
+    """The result of :func:`prepare_ids`. No chunk at all when no valid ID was found."""
+
+    chunks: tuple[IdChunk, ...]
+    counts: IdCounts
+    rejects_path: Path | None = None
+
+    @property
+    def paths(self) -> list[Path]:
+        return [chunk.path for chunk in self.chunks]
+
+
+@dataclass(frozen=True)
+class IdBatch:
+    """A run of consecutive records of one source, validated.
+
+    ``ids`` holds the valid ones, normalised, one per line, each ending in ``\\n``; ``first_line`` and
+    ``lines`` say which records (blank and invalid included) the batch covers.
+    """
+
+    source: str
+    first_line: int
+    lines: int
+    ids: bytes
+    count: int
+    blank: int = 0
+    invalid: tuple[InvalidId, ...] = ()
+    values: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def id_values(self) -> np.ndarray:
+        """The IDs as a ``uint64`` array (for counting distinct values)."""
+        if self.values is not None:
+            return self.values
+        return _text_values(self.ids)
+
+
+# --- One value --------------------------------------------------------------------------------------------
+
+
+def _check(raw: bytes) -> tuple[bytes | None, str | None]:
+    """``(normalised, None)``, ``(None, reason)``, or ``(None, None)`` for a blank value."""
+    value = raw.strip(_WHITESPACE)
+    if value.startswith(_BOM):
+        value = value[len(_BOM) :].strip(_WHITESPACE)
+    if not value:
+        return None, None
+    if value.isdigit():  # bytes.isdigit() is ASCII-only: other scripts' digits fall through
+        digits = value.lstrip(b"0")
+        if not digits:
+            return None, "zero is not an ID"
+        if len(digits) > MAX_ID_DIGITS:
+            return None, f"more than {MAX_ID_DIGITS} digits"
+        return digits, None
+    if value[:1] in (b"+", b"-"):
+        return None, "signed"
+    if not value.isascii():
+        return None, "non-ASCII characters"
+    if any(c in _WHITESPACE for c in value):
+        return None, "whitespace inside"
+    return None, "not a decimal number"
+
+
+def normalise_id(value: str | bytes) -> str:
+    """Return the normalised form of one ID; raise ``ValueError`` (with the reason) if it is not one.
+
+    A blank value raises too: blank lines are skipped by the readers, not turned into IDs.
+    """
+    raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+    digits, reason = _check(raw)
+    if digits is None:
+        raise ValueError(reason or "blank")
+    return digits.decode("ascii")
+
+
+def _shown(raw: bytes, limit: int = 200) -> str:
+    """A value fit for a message or a rejects file: decoded safely and bounded."""
+    text = raw.decode("utf-8", "backslashreplace")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# --- Text -------------------------------------------------------------------------------------------------
+
+
+def _text_values(ids: bytes) -> np.ndarray:
+    """Parse ``digits\\n`` lines into uint64 with one vectorised cast.
+
+    Newlines become ``0`` and the offsets point at them, so line ``i > 0`` reads as ``"0" + digits``:
+    the same number, and no copy per line.
+    """
+    if not ids:
+        return np.empty(0, np.uint64)
+    newlines = np.flatnonzero(np.frombuffer(ids, np.uint8) == 10)
+    offsets = np.empty(len(newlines) + 1, np.int64)
+    offsets[0] = 0
+    offsets[1:] = newlines
+    strings = pa.LargeStringArray.from_buffers(
+        len(newlines), pa.py_buffer(offsets), pa.py_buffer(ids.replace(b"\n", b"0"))
+    )
+    return pc.cast(strings, pa.uint64()).to_numpy()
+
+
+def _clean_text_block(block: bytes) -> tuple[bytes, int] | None:
+    """``(ids, count)`` when every line of ``block`` is already a normalised ID, else None.
+
+    Vectorised checks, picked for speed (a substring search for ``b"\\n0"`` costs more than all of them):
+    only newline and digit bytes; no empty line, no leading zero, at most 19 digits a line.
+    """
+    if b"\r" in block:
+        if block.count(b"\r") != block.count(b"\r\n"):
+            return None
+        block = block.replace(b"\r\n", b"\n")
+    data = np.frombuffer(block, np.uint8)
+    newlines = np.flatnonzero(data == 10)
+    if data.max() > 57 or np.count_nonzero(data < 48) != len(newlines):  # 48..57 are "0".."9"
+        return None
+    if data[0] == 48 or np.any(data[newlines[:-1] + 1] == 48):
+        return None
+    lengths = np.diff(newlines)
+    if not 1 <= newlines[0] <= MAX_ID_DIGITS or (
+        len(lengths) and (lengths.min() < 2 or lengths.max() > MAX_ID_DIGITS + 1)
+    ):
+        return None
+    return block, len(newlines)
+
+
+def _text_batch(source: str, first_line: int, block: bytes) -> IdBatch:
+    """Validate whole ``\\n``-terminated lines starting at line number ``first_line``."""
+    clean = _clean_text_block(block)
+    if clean is not None:
+        return IdBatch(source, first_line, clean[1], clean[0], clean[1])
+    lines = block.split(b"\n")
+    lines.pop()  # the empty string after the final newline
+    out: list[bytes] = []
+    invalid: list[InvalidId] = []
+    blank = 0
+    for number, raw in enumerate(lines, first_line):
+        digits, reason = _check(raw)
+        if digits is not None:
+            out.append(digits)
+        elif reason is None:
+            blank += 1
+        else:
+            invalid.append(InvalidId(source, number, _shown(raw.rstrip(b"\r")), reason))
+    ids = b"\n".join(out) + b"\n" if out else b""
+    return IdBatch(source, first_line, len(lines), ids, len(out), blank, tuple(invalid))
+
+
+def _text_batches(stream: IO[bytes], source: str, block_size: int) -> Iterator[IdBatch]:
+    line = 1
+    carry = b""
+    overlong: bytes | None = None  # start of a line too long to keep, while we skip to its end
+    while chunk := stream.read(block_size):
+        if overlong is not None:
+            end = chunk.find(b"\n")
+            if end < 0:
+                continue
+            yield IdBatch(
+                source, line, 1, b"", 0, invalid=(InvalidId(source, line, _shown(overlong), "line too long"),)
+            )
+            line += 1
+            overlong, chunk = None, chunk[end + 1 :]
+        buffer = carry + chunk if carry else chunk
+        cut = buffer.rfind(b"\n") + 1
+        carry = buffer[cut:]
+        if cut:
+            batch = _text_batch(source, line, buffer[:cut])
+            line += batch.lines
+            yield batch
+        if len(carry) > MAX_LINE_BYTES:
+            overlong, carry = carry[:64], b""
+    if overlong is not None:
+        yield IdBatch(
+            source, line, 1, b"", 0, invalid=(InvalidId(source, line, _shown(overlong), "line too long"),)
+        )
+    elif carry:
+        yield _text_batch(source, line, carry + b"\n")
+
+
+# --- Columns (CSV, Parquet) -------------------------------------------------------------------------------
+
+
+def _ids_text(values: np.ndarray) -> bytes:
+    """uint64 IDs as ``digits\\n`` lines (vectorised: one cast, one join)."""
+    if not len(values):
+        return b""
+    strings = pc.cast(pa.array(values, pa.uint64()), pa.string())
+    lines = pc.binary_join_element_wise(strings, "", "\n")
+    offsets = np.frombuffer(lines.buffers()[1], np.int32, len(lines) + 1)
+    data: bytes = lines.buffers()[2][offsets[0] : offsets[-1]].to_pybytes()
+    return data
+
+
+def _int_column(source: str, first_row: int, column: pa.Array, present: np.ndarray) -> IdBatch:
+    """Integers need no parsing, only a range check: 1 to 10**19 - 1."""
+    numbers = column.fill_null(1)
+    checks = [(pc.equal(numbers, pa.scalar(0, column.type)), "zero is not an ID")]
+    if pa.types.is_signed_integer(column.type):
+        checks.append((pc.less(numbers, pa.scalar(0, column.type)), "signed"))
+    if column.type == pa.uint64():
+        checks.append(
+            (
+                pc.greater(numbers, pa.scalar(10**MAX_ID_DIGITS - 1, pa.uint64())),
+                f"more than {MAX_ID_DIGITS} digits",
+            )
+        )
+    reasons: dict[int, str] = {}
+    for mask, reason in checks:
+        for i in np.flatnonzero(mask.to_numpy(zero_copy_only=False) & present).tolist():
+            reasons.setdefault(i, reason)
+    keep = present.copy()
+    keep[list(reasons)] = False
+    invalid = tuple(
+        InvalidId(source, first_row + i, str(column[i].as_py()), reasons[i], "row") for i in sorted(reasons)
+    )
+    values = pc.cast(column.filter(pa.array(keep)), pa.uint64()).to_numpy(zero_copy_only=False)
+    blank = len(column) - int(present.sum())
+    return IdBatch(source, first_row, len(column), _ids_text(values), len(values), blank, invalid, values)
+
+
+def _string_column(source: str, first_row: int, column: pa.Array, present: np.ndarray) -> IdBatch:
+    """Strings: a vectorised pattern match and cast; only cells that miss it go through :func:`_check`."""
+    good = pc.match_substring_regex(column, _VALID_CELL).fill_null(False).to_numpy(zero_copy_only=False)
+    values = np.zeros(len(column), np.uint64)
+    values[good] = pc.cast(column.filter(pa.array(good)), pa.uint64()).to_numpy(zero_copy_only=False)
+    keep = good.copy()
+    blank = len(column) - int(present.sum())
+    invalid: list[InvalidId] = []
+    for i in np.flatnonzero(~good & present).tolist():
+        cell = column[i].as_py()
+        raw = cell.encode("utf-8", "surrogateescape") if isinstance(cell, str) else bytes(cell)
+        digits, reason = _check(raw)
+        if digits is not None:
+            values[i], keep[i] = int(digits), True
+        elif reason is None:
+            blank += 1
+        else:
+            invalid.append(InvalidId(source, first_row + i, _shown(raw), reason, "row"))
+    values = values[keep]
+    return IdBatch(
+        source, first_row, len(column), _ids_text(values), len(values), blank, tuple(invalid), values
+    )
+
+
+def _column_batch(source: str, first_row: int, column: pa.Array) -> IdBatch:
+    """Validate one batch of an ID column (nulls count as blank)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    present = column.is_valid().to_numpy(zero_copy_only=False)
+    if pa.types.is_integer(column.type):
+        return _int_column(source, first_row, column, present)
+    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        # Not UTF-8 checked: bytes that are not a valid ID are rejected either way.
+        column = column.cast(pa.large_binary()).view(pa.large_string())
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise TypeError(
+            f"{source}: the ID column has type {column.type}; expected integers or strings "
+            "(floating point cannot hold 19-digit IDs exactly)"
+        )
+    return _string_column(source, first_row, column, present)
+
+
+def _column_batches(arrays: Iterable[pa.Array], source: str) -> Iterator[IdBatch]:
+    row = 1
+    for array in arrays:
+        if len(array):
+            yield _column_batch(source, row, array)
+            row += len(array)
+
+
+def _pick_column(names: Sequence[str], id_column: str | None, source: str) -> str:
+    if id_column is not None:
+        if id_column not in names:
+            raise ValueError(f"{source} has no column {id_column!r} (columns: {', '.join(names)})")
+        return id_column
+    if len(names) == 1:
+        return names[0]
+    raise ValueError(f"{source} has {len(names)} columns: pass id_column= to say which one holds the IDs")
+
+
+def _csv_batches(stream: IO[bytes], source: str, id_column: str | None, block_size: int) -> Iterator[IdBatch]:
+    header = stream.readline().removeprefix(_BOM).decode("utf-8", "replace")
+    names = next(csv.reader([header]), [])
+    column = _pick_column(names, id_column, source)
+    reader = pa_csv.open_csv(
+        stream,
+        read_options=pa_csv.ReadOptions(column_names=names, block_size=block_size),
+        convert_options=pa_csv.ConvertOptions(
+            include_columns=[column],
+            column_types={column: pa.large_string()},
+            strings_can_be_null=False,
+            null_values=[],
+        ),
+    )
+    yield from _column_batches((batch.column(0) for batch in reader), source)
+
+
+def _parquet_batches(
+    stream: IO[bytes], source: str, id_column: str | None, block_size: int
+) -> Iterator[IdBatch]:
+    parquet = pq.ParquetFile(stream)
+    column = _pick_column(parquet.schema_arrow.names, id_column, source)
+    batches = parquet.iter_batches(batch_size=max(1, block_size // 16), columns=[column])
+    yield from _column_batches((batch.column(0) for batch in batches), source)
+
+
+# --- Sources ----------------------------------------------------------------------------------------------
+
+
+def as_path(source: IdSource) -> OpenablePath:
+    """A path object for ``source``: URIs become ``upath.UPath``, plain strings ``pathlib.Path``."""
+    if isinstance(source, OpenablePath) and not isinstance(source, str):
+        return source
+    text = os.fspath(source)
+    if "://" in text:
+        from upath import UPath
+
+        return UPath(text)
+    return Path(text)
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith((".", "_"))
+
+
+def expand_sources(sources: IdSources) -> list[OpenablePath]:
+    """The files behind ``sources``, in a deterministic order.
+
+    A string with ``*``, ``?`` or ``[`` is a glob; a folder means every file below it, sorted by path,
+    except hidden ones and ``_``-prefixed markers such as ``_SUCCESS``.
+    """
+    items = (
+        [sources] if isinstance(sources, str | os.PathLike) or not isinstance(sources, Sequence) else sources
+    )
+    files: list[OpenablePath] = []
+    for item in items:
+        text = item if isinstance(item, str) else None
+        if text is not None and _GLOB_MAGIC.search(text.split("://", 1)[-1]):
+            head, sep, tail = text.partition("://")
+            rest = tail if sep else head
+            parts = rest.split("/")
+            first = next(i for i, part in enumerate(parts) if _GLOB_MAGIC.search(part))
+            base = "/".join(parts[:first]) or ("/" if rest.startswith("/") else ".")
+            base_path: Any = as_path(head + sep + base if sep else base)
+            matches = sorted((p for p in base_path.glob("/".join(parts[first:])) if p.is_file()), key=str)
+            if not matches:
+                raise FileNotFoundError(f"No ID files match {text!r}")
+            files.extend(matches)
+            continue
+        path: Any = as_path(item)
+        if path.is_dir():
+            found = sorted(
+                (
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and not any(_hidden(n) for n in p.relative_to(path).parts)
+                ),
+                key=str,
+            )
+            if not found:
+                raise FileNotFoundError(f"No ID files in folder {str(path)!r}")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def detect_format(path: OpenablePath, fmt: Fmt | None = None) -> tuple[Fmt, bool]:
+    """``(format, gzipped)`` of one file: ``fmt`` if given, else from the suffix (``.gz`` looked through)."""
+    name = str(getattr(path, "name", path))
+    gzipped = name.endswith(".gz")
+    if gzipped:
+        name = name[: -len(".gz")]
+    if fmt is not None:
+        if fmt not in ("text", "csv", "parquet"):
+            raise ValueError(f"fmt must be 'text', 'csv' or 'parquet', not {fmt!r}")
+        return fmt, gzipped
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix not in _SUFFIX_FORMATS:
+        raise ValueError(
+            f"Cannot tell the format of {str(path)!r} from its suffix: pass fmt='text', 'csv' or 'parquet'"
+        )
+    return _SUFFIX_FORMATS[suffix], gzipped
+
+
+def iter_id_batches(
+    sources: IdSources,
+    *,
+    fmt: Fmt | None = None,
+    id_column: str | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> Iterator[IdBatch]:
+    """Validated IDs of every file behind ``sources``, batch by batch, with provenance of the invalid ones."""
+    for path in expand_sources(sources):
+        kind, gzipped = detect_format(path, fmt)
+        if kind == "parquet" and gzipped:
+            raise ValueError(
+                f"{path}: Parquet files compress internally; a .gz Parquet file is not supported"
+            )
+        source = str(path)
+        with ExitStack() as stack:
+            stream: IO[bytes] = stack.enter_context(path.open("rb"))
+            if gzipped:
+                stream = stack.enter_context(gzip.GzipFile(fileobj=stream, mode="rb"))  # type: ignore[arg-type]
+            if kind == "text":
+                yield from _text_batches(stream, source, block_size)
+            elif kind == "csv":
+                yield from _csv_batches(stream, source, id_column, block_size)
+            else:
+                yield from _parquet_batches(stream, source, id_column, block_size)
+
+
+# --- Counting and deduplication ---------------------------------------------------------------------------
+
+
+def _mix64(values: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: spreads snowflakes (clustered by time) evenly over 64 bits."""
+    with np.errstate(over="ignore"):
+        h = values + np.uint64(0x9E3779B97F4A7C15)
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return h ^ (h >> np.uint64(31))
+
+
+class _DistinctEstimator:
+    """HyperLogLog, 2**14 one-byte registers: about 0.8% standard error; linear counting when small."""
+
+    precision = 14
+
+    def __init__(self) -> None:
+        self.registers = np.zeros(1 << self.precision, np.uint8)
+
+    def add(self, values: np.ndarray) -> None:
+        h = _mix64(values)
+        rest_bits = 64 - self.precision
+        index = (h >> np.uint64(rest_bits)).astype(np.intp)
+        rest = h & np.uint64((1 << rest_bits) - 1)
+        # frexp's exponent is the bit length, exact since rest < 2**53
+        rank = (rest_bits + 1 - np.frexp(rest.astype(np.float64))[1]).astype(np.uint8)
+        np.maximum.at(self.registers, index, rank)
+
+    def estimate(self) -> int:
+        m = len(self.registers)
+        zeros = int(np.count_nonzero(self.registers == 0))
+        raw = (
+            (0.7213 / (1 + 1.079 / m))
+            * m
+            * m
+            / float(np.sum(np.ldexp(1.0, -self.registers.astype(np.int64))))
+        )
+        if raw <= 2.5 * m and zeros:
+            return round(m * math.log(m / zeros))
+        return round(raw)
+
+
+class _Deduplicator:
+    """Exact deduplication within a memory bound.
+
+    Up to ``memory_ids`` IDs are held in memory (8 bytes each; sorting needs about 3x that at peak).
+    Beyond it, batches are deduplicated and hash-partitioned into 64 files of ``uint64`` on disk; a
+    partition still larger than the bound is partitioned again on the next hash bits. Disk used is at
+    most 8 bytes per ID, freed partition by partition. Output order: ascending when nothing was
+    spilled, else ascending within each partition; deterministic either way, but not the input order.
+    """
+
+    fanout_bits = 6
+
+    def __init__(self, spill_dir: Path, memory_ids: int) -> None:
+        self.spill_dir = spill_dir
+        self.memory_ids = max(1, memory_ids)
+        self.pending: list[np.ndarray] = []
+        self.pending_ids = 0
+        self.spilled = False
+        self.added = 0
+        self.unique = 0
+
+    def add(self, values: np.ndarray) -> None:
+        self.added += len(values)
+        self.pending.append(values)
+        self.pending_ids += len(values)
+        if self.pending_ids > self.memory_ids:
+            self._spill(np.unique(np.concatenate(self.pending)), self.spill_dir, 0)
+            self.pending, self.pending_ids, self.spilled = [], 0, True
+
+    def _partition_path(self, folder: Path, part: int) -> Path:
+        return folder / f"part-{part:02d}.u64"
+
+    def _spill(self, values: np.ndarray, folder: Path, depth: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        shift = np.uint64(64 - self.fanout_bits * (depth + 1))
+        parts = ((_mix64(values) >> shift) & np.uint64((1 << self.fanout_bits) - 1)).astype(np.intp)
+        order = np.argsort(parts, kind="stable")
+        bounds = np.searchsorted(parts[order], np.arange((1 << self.fanout_bits) + 1))
+        for part in range(1 << self.fanout_bits):
+            piece = values[order[bounds[part] : bounds[part + 1]]]
+            if len(piece):
+                with self._partition_path(folder, part).open("ab") as out:
+                    piece.tofile(out)
+
+    def _drain(self, folder: Path, depth: int) -> Iterator[np.ndarray]:
+        for part in range(1 << self.fanout_bits):
+            path = self._partition_path(folder, part)
+            if not path.exists():
+                continue
+            # Too big for memory: split again on the next hash bits (64 bits give up to 10 levels).
+            if path.stat().st_size // 8 > self.memory_ids and self.fanout_bits * (depth + 2) <= 64:
+                sub = folder / f"part-{part:02d}"
+                with path.open("rb") as src:
+                    while block := src.read(8 * self.memory_ids):
+                        self._spill(np.frombuffer(block, np.uint64), sub, depth + 1)
+                path.unlink()
+                yield from self._drain(sub, depth + 1)
+                continue
+            values = np.unique(np.fromfile(path, np.uint64))
+            path.unlink()
+            yield values
+
+    def drain(self) -> Iterator[np.ndarray]:
+        """Unique IDs, in slices of at most ``memory_ids``; sets :attr:`unique` as it goes."""
+        if not self.spilled:
+            arrays: Iterable[np.ndarray] = [np.unique(np.concatenate(self.pending))] if self.pending else []
+        else:
+            if self.pending:
+                self._spill(np.unique(np.concatenate(self.pending)), self.spill_dir, 0)
+            arrays = self._drain(self.spill_dir, 0)
+        self.pending = []
+        for values in arrays:
+            self.unique += len(values)
+            yield values
+
+
+# --- Outputs ----------------------------------------------------------------------------------------------
+
+
+class _ChunkWriter:
+    """Writes normalised IDs into ``ids-00000.txt``, ``ids-00001.txt``... of at most ``max_ids`` each.
+
+    Each file is written under a ``.part`` name and renamed when full, so a listed chunk is complete.
+    """
+
+    def __init__(self, out_dir: Path, max_ids: int | None) -> None:
+        self.out_dir = out_dir
+        self.max_ids = max_ids
+        self.chunks: list[IdChunk] = []
+        self.stream: IO[bytes] | None = None
+        self.in_chunk = 0
+        self.size = 0
+
+    def _path(self, index: int) -> Path:
+        return self.out_dir / f"{CHUNK_PREFIX}{index:05d}.txt"
+
+    def _finish(self) -> None:
+        if self.stream is None:
+            return
+        self.stream.close()
+        self.stream = None
+        index = len(self.chunks)
+        final = self._path(index)
+        os.replace(final.with_name(final.name + ".part"), final)
+        self.chunks.append(IdChunk(index, final, self.in_chunk, self.size))
+
+    def write(self, ids: bytes, count: int) -> None:
+        while count:
+            if self.stream is None:
+                part = self._path(len(self.chunks))
+                self.stream = part.with_name(part.name + ".part").open("wb")
+                self.in_chunk = self.size = 0
+            room = count if self.max_ids is None else min(count, self.max_ids - self.in_chunk)
+            if room == count:
+                head, ids = ids, b""
+            else:
+                cut = int(np.flatnonzero(np.frombuffer(ids, np.uint8) == 10)[room - 1]) + 1
+                head, ids = ids[:cut], ids[cut:]
+            self.stream.write(head)
+            self.in_chunk += room
+            self.size += len(head)
+            count -= room
+            if self.max_ids is not None and self.in_chunk == self.max_ids:
+                self._finish()
+
+    def close(self) -> tuple[IdChunk, ...]:
+        self._finish()
+        return tuple(self.chunks)
+
+    def discard(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+            part = self._path(len(self.chunks))
+            part.with_name(part.name + ".part").unlink(missing_ok=True)
+        for chunk in self.chunks:
+            chunk.path.unlink(missing_ok=True)
+        self.chunks = []
+
+
+@contextmanager
+def _rejects_writer(path: Path) -> Iterator[Any]:
+    """CSV ``source,line,value,reason`` (header first), UTF-8: what the user fixes the source from."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["source", "line", "value", "reason"])
+        yield writer
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.read = self.blank = self.valid = self.invalid = 0
+        self.samples: list[InvalidId] = []
+
+    def add(self, batch: IdBatch) -> None:
+        self.read += batch.lines
+        self.blank += batch.blank
+        self.valid += batch.count
+        self.invalid += len(batch.invalid)
+        if len(self.samples) < MAX_SAMPLES:
+            self.samples.extend(batch.invalid[: MAX_SAMPLES - len(self.samples)])
+
+    def error(self) -> InvalidIdsError:
+        first = "; ".join(str(sample) for sample in self.samples)
+        return InvalidIdsError(
+            f"{self.invalid} invalid ID value(s) in {self.read} records; first: {first}. An ID is 1 to "
+            f"{MAX_ID_DIGITS} ASCII digits, not zero. Fix the source, or pass on_invalid='skip' to leave "
+            "them out and list them in a rejects file."
+        )
+
+    def counts(self, duplicates: int, exact: bool, written: int) -> IdCounts:
+        return IdCounts(self.read, self.blank, self.valid, self.invalid, duplicates, exact, written)
+
+
+def _check_on_invalid(on_invalid: str) -> None:
+    if on_invalid not in ("fail", "skip"):
+        raise ValueError(f"on_invalid must be 'fail' or 'skip', not {on_invalid!r}")
+
+
+def validate_ids(
+    sources: IdSources,
+    *,
+    fmt: Fmt | None = None,
+    id_column: str | None = None,
+    on_invalid: OnInvalid = "fail",
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> IdCounts:
+    """Check ``sources`` without writing anything; raise :class:`InvalidIdsError` on invalid values
+    unless ``on_invalid="skip"``. ``written`` is then what :func:`prepare_ids` would write without dedupe."""
+    _check_on_invalid(on_invalid)
+    tally = _Tally()
+    distinct = _DistinctEstimator()
+    for batch in iter_id_batches(sources, fmt=fmt, id_column=id_column, block_size=block_size):
+        tally.add(batch)
+        if batch.count and not (tally.invalid and on_invalid == "fail"):
+            distinct.add(batch.id_values())
+    if tally.invalid and on_invalid == "fail":
+        raise tally.error()
+    return tally.counts(max(0, tally.valid - distinct.estimate()), False, tally.valid)
+
+
+def prepare_ids(
+    sources: IdSources,
+    out_dir: str | os.PathLike[str],
+    *,
+    fmt: Fmt | None = None,
+    id_column: str | None = None,
+    on_invalid: OnInvalid = "fail",
+    dedupe: bool = False,
+    max_ids_per_job: int | None = None,
+    rejects_path: str | os.PathLike[str] | None = None,
+    dedupe_memory_ids: int = DEFAULT_DEDUPE_MEMORY_IDS,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> PreparedIds:
+    """Validate and normalise ``sources`` into local ID files, one per job, ready to upload.
+
+    ``on_invalid="fail"`` reads everything (to report the total), then raises :class:`InvalidIdsError`
+    and leaves no chunk file behind. ``on_invalid="skip"`` writes each invalid value to ``rejects_path``
+    (default ``out_dir/rejects.csv``; see :func:`_rejects_writer` for the columns) and goes on.
+    ``max_ids_per_job`` splits the output into chunks of that many IDs (the last one smaller).
+    Chunk files left in ``out_dir`` by an earlier call are removed first, so the folder holds one copy.
+    """
+    _check_on_invalid(on_invalid)
+    if max_ids_per_job is not None and max_ids_per_job < 1:
+        raise ValueError(f"max_ids_per_job must be a positive number, not {max_ids_per_job}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(f"{CHUNK_PREFIX}[0-9]*.txt*"):
+        stale.unlink()
+    rejects = (
+        (Path(rejects_path) if rejects_path is not None else out / "rejects.csv")
+        if on_invalid == "skip"
+        else None
+    )
+    tally = _Tally()
+    writer = _ChunkWriter(out, max_ids_per_job)
+    distinct = _DistinctEstimator()
+    with ExitStack() as stack:
+        spill = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".dedupe-", dir=out)))
+        dedup = _Deduplicator(spill, dedupe_memory_ids) if dedupe else None
+        reject_rows = stack.enter_context(_rejects_writer(rejects)) if rejects is not None else None
+        try:
+            for batch in iter_id_batches(sources, fmt=fmt, id_column=id_column, block_size=block_size):
+                tally.add(batch)
+                if reject_rows is not None:
+                    reject_rows.writerows((i.source, i.line, i.value, i.reason) for i in batch.invalid)
+                if not batch.count or (tally.invalid and on_invalid == "fail"):
+                    continue
+                if dedup is not None:
+                    dedup.add(batch.id_values())
+                else:
+                    distinct.add(batch.id_values())
+                    writer.write(batch.ids, batch.count)
+            if tally.invalid and on_invalid == "fail":
+                raise tally.error()
+            if dedup is not None:
+                for values in dedup.drain():
+                    for start in range(0, len(values), 1 << 20):
+                        piece = values[start : start + (1 << 20)]
+                        writer.write(_ids_text(piece), len(piece))
+            chunks = writer.close()
+        except BaseException:
+            writer.discard()
+            raise
+    written = sum(chunk.ids for chunk in chunks)
+    if dedup is not None:
+        counts = tally.counts(tally.valid - dedup.unique, True, written)
+    else:
+        counts = tally.counts(max(0, tally.valid - distinct.estimate()), False, written)
+    log.info(
+        "IDs: %s read, %s blank, %s valid, %s invalid, %s%s duplicates, %s written in %s file(s)",
+        counts.read,
+        counts.blank,
+        counts.valid,
+        counts.invalid,
+        "" if counts.duplicates_exact else "~",
+        counts.duplicates,
+        counts.written,
+        len(chunks),
+    )
+    return PreparedIds(chunks, counts, rejects)
+
+
+__all__ = [
+    "DEFAULT_BLOCK_SIZE",
+    "DEFAULT_DEDUPE_MEMORY_IDS",
+    "Fmt",
+    "IdBatch",
+    "IdChunk",
+    "IdCounts",
+    "IdSource",
+    "IdSources",
+    "InvalidId",
+    "OnInvalid",
+    "OpenablePath",
+    "PreparedIds",
+    "as_path",
+    "detect_format",
+    "expand_sources",
+    "iter_id_batches",
+    "normalise_id",
+    "prepare_ids",
+    "validate_ids",
+]

@@ -1,0 +1,461 @@
+"""Specification of ID sources, validation, normalisation, deduplication and chunking."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from airflow_provider_xcompliance.exceptions import InvalidIdsError
+from airflow_provider_xcompliance.ids import (
+    IdCounts,
+    expand_sources,
+    iter_id_batches,
+    normalise_id,
+    prepare_ids,
+    validate_ids,
+)
+
+
+def write_text(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+def valid_ids(sources: object, **kwargs: object) -> list[str]:
+    return [i for batch in iter_id_batches(sources, **kwargs) for i in batch.ids.decode().splitlines()]  # type: ignore[arg-type]
+
+
+def all_invalid(sources: object, **kwargs: object) -> list[tuple[str, int, str, str]]:
+    return [
+        (Path(i.source).name, i.line, i.value, i.reason)
+        for batch in iter_id_batches(sources, **kwargs)  # type: ignore[arg-type]
+        for i in batch.invalid
+    ]
+
+
+def chunk_ids(prepared: object) -> list[list[str]]:
+    return [chunk.path.read_text().splitlines() for chunk in prepared.chunks]  # type: ignore[attr-defined]
+
+
+# --- One value -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1425543269983784962", "1425543269983784962"),
+        ("  42\t", "42"),
+        ("42\r", "42"),
+        ("\ufeff42", "42"),
+        ("007", "7"),
+        ("0000000000000000000000000001", "1"),
+        ("9999999999999999999", "9999999999999999999"),
+        (str(2**63 - 1), str(2**63 - 1)),
+    ],
+)
+def test_normalise_id_accepts_and_normalises(raw: str, expected: str) -> None:
+    assert normalise_id(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("0", "zero"),
+        ("000", "zero"),
+        ("+42", "signed"),
+        ("-42", "signed"),
+        ("4 2", "whitespace inside"),
+        ("\u0664\u0662", "non-ASCII"),  # Arabic-Indic digits
+        ("\uff14\uff12", "non-ASCII"),  # fullwidth digits
+        ("12345678901234567890", "more than 19 digits"),
+        (str(2**64 - 1), "more than 19 digits"),
+        (str(2**64), "more than 19 digits"),
+        ("0x1f", "not a decimal number"),
+        ("1e3", "not a decimal number"),
+        ("42.0", "not a decimal number"),
+        ("   ", "blank"),
+    ],
+)
+def test_normalise_id_refuses_with_reason(raw: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        normalise_id(raw)
+
+
+# --- Text sources ----------------------------------------------------------------------------------------
+
+
+def test_text_file_trims_bom_crlf_and_whitespace_and_skips_blank_lines(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.txt", b"\xef\xbb\xbf11\r\n 22 \r\n\r\n\t33\n\n44")
+    assert valid_ids(path) == ["11", "22", "33", "44"]
+
+
+def test_text_batches_count_every_line_including_blank_ones(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.txt", "1\n\n2\nx\n")
+    batches = list(iter_id_batches(path))
+    assert sum(b.lines for b in batches) == 4
+    assert sum(b.blank for b in batches) == 1
+
+
+def test_crlf_file_is_written_with_unix_newlines(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.txt", "11\r\n22\r\n")
+    assert b"".join(b.ids for b in iter_id_batches(path)) == b"11\n22\n"
+
+
+def test_invalid_lines_are_reported_with_exact_line_numbers_and_reasons(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.txt", "1\n+2\n\n3 4\n\u0665\n" + str(2**64) + "\n0\n5\n")
+    assert all_invalid(path) == [
+        ("ids.txt", 2, "+2", "signed"),
+        ("ids.txt", 4, "3 4", "whitespace inside"),
+        ("ids.txt", 5, "\u0665", "non-ASCII characters"),
+        ("ids.txt", 6, str(2**64), "more than 19 digits"),
+        ("ids.txt", 7, "0", "zero is not an ID"),
+    ]
+
+
+def test_line_numbers_stay_exact_across_many_small_blocks(tmp_path: Path) -> None:
+    lines = [str(n) for n in range(1, 5001)]
+    lines[3456] = "bad"
+    path = write_text(tmp_path / "ids.txt", "\n".join(lines) + "\n")
+    assert all_invalid(path, block_size=64) == [("ids.txt", 3457, "bad", "not a decimal number")]
+
+
+def test_fast_and_slow_paths_agree_with_normalise_id_on_random_lines(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    pool = [
+        "1",
+        "42",
+        "007",
+        "",
+        " 5 ",
+        "9" * 19,
+        "1" * 20,
+        "+3",
+        "0",
+        "x",
+        "1\r",
+        "\ufeff8",
+        "12 3",
+        "\uff11",
+    ]
+    lines = [rng.choice(pool) if rng.random() < 0.2 else str(rng.randrange(1, 10**19)) for _ in range(3000)]
+    path = write_text(tmp_path / "ids.txt", "\n".join(lines) + "\n")
+    expected_ids, expected_bad = [], []
+    for number, line in enumerate(lines, 1):
+        try:
+            expected_ids.append(normalise_id(line))
+        except ValueError as error:
+            if str(error) != "blank":
+                expected_bad.append(number)
+    for block_size in (37, 4096, 1 << 20):
+        assert valid_ids(path, block_size=block_size) == expected_ids
+        assert [line for _, line, _, _ in all_invalid(path, block_size=block_size)] == expected_bad
+
+
+def test_last_line_without_newline_is_read(tmp_path: Path) -> None:
+    assert valid_ids(write_text(tmp_path / "ids.txt", "1\n2")) == ["1", "2"]
+
+
+def test_overlong_line_is_refused_and_following_lines_keep_their_numbers(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.txt", "1\n" + "9" * 200_000 + "\n3\n")
+    assert valid_ids(path, block_size=4096) == ["1", "3"]
+    assert [(line, reason) for _, line, _, reason in all_invalid(path, block_size=4096)] == [
+        (2, "line too long")
+    ]
+
+
+def test_gzipped_text_is_decompressed(tmp_path: Path) -> None:
+    path = tmp_path / "ids.txt.gz"
+    path.write_bytes(gzip.compress(b"1\n2\n"))
+    assert valid_ids(path) == ["1", "2"]
+
+
+def test_text_is_streamed_in_bounded_batches(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.txt", "".join(f"{n}\n" for n in range(1, 100_001)))
+    batches = list(iter_id_batches(path, block_size=16_384))
+    assert len(batches) > 30
+    assert max(len(b.ids) for b in batches) <= 16_384 + 20  # a block plus the line it cut
+    assert sum(b.count for b in batches) == 100_000
+
+
+# --- CSV and Parquet -------------------------------------------------------------------------------------
+
+
+def test_csv_reads_the_named_column_as_text_without_losing_leading_zeros_or_signs(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.csv", '\ufeffname,tweet_id\n"a, b",007\nc,+5\nd,\ne,12\n')
+    assert valid_ids(path, id_column="tweet_id") == ["7", "12"]
+    assert all_invalid(path, id_column="tweet_id") == [("ids.csv", 2, "+5", "signed")]
+
+
+def test_csv_with_one_column_needs_no_id_column(tmp_path: Path) -> None:
+    assert valid_ids(write_text(tmp_path / "ids.csv", "id\n1\n2\n")) == ["1", "2"]
+
+
+def test_csv_with_several_columns_and_no_id_column_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="id_column"):
+        valid_ids(write_text(tmp_path / "ids.csv", "a,b\n1,2\n"))
+
+
+def test_csv_with_unknown_id_column_names_the_columns(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="columns: a, b"):
+        valid_ids(write_text(tmp_path / "ids.csv", "a,b\n1,2\n"), id_column="id")
+
+
+def test_parquet_int_column_is_range_checked(tmp_path: Path) -> None:
+    path = tmp_path / "ids.parquet"
+    pq.write_table(
+        pa.table({"id": pa.array([5, None, 0, -3, 2**63 - 1], pa.int64()), "x": [1, 2, 3, 4, 5]}), path
+    )
+    assert valid_ids(path, id_column="id") == ["5", str(2**63 - 1)]
+    assert all_invalid(path, id_column="id") == [
+        ("ids.parquet", 3, "0", "zero is not an ID"),
+        ("ids.parquet", 4, "-3", "signed"),
+    ]
+
+
+def test_parquet_uint64_column_refuses_twenty_digit_values(tmp_path: Path) -> None:
+    path = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"id": pa.array([10**19 - 1, 10**19, 2**64 - 1], pa.uint64())}), path)
+    assert valid_ids(path) == [str(10**19 - 1)]
+    assert [line for _, line, _, _ in all_invalid(path)] == [2, 3]
+
+
+def test_parquet_string_column_is_validated_like_text(tmp_path: Path) -> None:
+    path = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"id": ["007", " 8 ", None, "", "+1", "\uff11", str(2**64)]}), path)
+    batches = list(iter_id_batches(path))
+    assert b"".join(b.ids for b in batches) == b"7\n8\n"
+    assert sum(b.blank for b in batches) == 2
+    assert [(line, reason) for _, line, _, reason in all_invalid(path)] == [
+        (5, "signed"),
+        (6, "non-ASCII characters"),
+        (7, "more than 19 digits"),
+    ]
+
+
+def test_parquet_dictionary_column_is_decoded(tmp_path: Path) -> None:
+    path = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"id": pa.array(["1", "2", "1"]).dictionary_encode()}), path)
+    assert valid_ids(path) == ["1", "2", "1"]
+
+
+def test_parquet_float_column_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"id": [1.0]}), path)
+    with pytest.raises(TypeError, match="floating point"):
+        valid_ids(path)
+
+
+def test_parquet_is_read_in_bounded_batches(tmp_path: Path) -> None:
+    path = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"id": pa.array(range(1, 50_001), pa.int64())}), path, row_group_size=10_000)
+    batches = list(iter_id_batches(path, block_size=16 * 4096))
+    assert max(b.lines for b in batches) <= 4096
+    assert [b.first_line for b in batches][:3] == [1, 4097, 8193]
+    assert sum(b.count for b in batches) == 50_000
+
+
+# --- Several sources, folders, globs, object storage -----------------------------------------------------
+
+
+def test_several_files_are_read_in_the_given_order(tmp_path: Path) -> None:
+    second = write_text(tmp_path / "b.txt", "2\n")
+    first = write_text(tmp_path / "a.csv", "id\n1\n")
+    assert valid_ids([second, first]) == ["2", "1"]
+
+
+def test_folder_is_read_recursively_in_path_order_skipping_markers(tmp_path: Path) -> None:
+    write_text(tmp_path / "d" / "b.txt", "2\n")
+    write_text(tmp_path / "d" / "a" / "x.txt", "1\n")
+    write_text(tmp_path / "d" / "_SUCCESS", "")
+    write_text(tmp_path / "d" / ".hidden.txt", "junk\n")
+    assert valid_ids(tmp_path / "d") == ["1", "2"]
+
+
+def test_glob_matches_files_in_path_order(tmp_path: Path) -> None:
+    write_text(tmp_path / "part-2.txt", "2\n")
+    write_text(tmp_path / "part-1.txt", "1\n")
+    write_text(tmp_path / "other.txt", "9\n")
+    assert valid_ids(str(tmp_path / "part-*.txt")) == ["1", "2"]
+
+
+def test_glob_matching_nothing_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="No ID files match"):
+        expand_sources(str(tmp_path / "*.txt"))
+
+
+def test_fmt_overrides_the_suffix(tmp_path: Path) -> None:
+    assert valid_ids(write_text(tmp_path / "ids.dat", "id\n1\n"), fmt="csv") == ["1"]
+
+
+def test_unknown_suffix_asks_for_fmt(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fmt="):
+        valid_ids(write_text(tmp_path / "ids.dat", "1\n"))
+
+
+def test_object_storage_uri_folder_and_glob_are_read() -> None:
+    from upath import UPath
+
+    root = UPath("memory://xcompliance-ids-test/in")
+    (root / "a.txt").write_bytes(b"1\n")
+    (root / "sub").mkdir(parents=True, exist_ok=True)
+    (root / "sub" / "b.txt").write_bytes(b"2\n")
+    pq.write_table(pa.table({"id": [3]}), (root / "c.parquet").open("wb"))
+    assert valid_ids("memory://xcompliance-ids-test/in") == ["1", "3", "2"]
+    assert valid_ids("memory://xcompliance-ids-test/in/*.txt") == ["1"]
+    assert valid_ids(root / "sub" / "b.txt") == ["2"]
+
+
+# --- prepare_ids: fail and skip --------------------------------------------------------------------------
+
+
+def test_fail_names_file_lines_values_and_total_and_writes_nothing(tmp_path: Path) -> None:
+    bad = ["+1", "x", "2 2", "-4", "0", "y", "z"]
+    path = write_text(tmp_path / "ids.txt", "".join(f"{n}\n{b}\n" for n, b in enumerate(bad, 1)))
+    out = tmp_path / "out"
+    with pytest.raises(InvalidIdsError) as caught:
+        prepare_ids(path, out, max_ids_per_job=2)
+    message = str(caught.value)
+    assert message.startswith("7 invalid ID value(s)")
+    assert "ids.txt line 2: '+1' (signed)" in message
+    assert "line 10: '0'" in message
+    assert "'y'" not in message  # only the first few are quoted
+    assert not list(out.glob("ids-*"))
+
+
+def test_fail_message_escapes_and_shortens_values(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.txt", b"1\x1b[31m" + b"9" * 100 + b"\n")
+    with pytest.raises(InvalidIdsError) as caught:
+        validate_ids(path)
+    assert "\\x1b[31m" in str(caught.value)
+    assert "9" * 41 not in str(caught.value)
+
+
+def test_skip_writes_rejects_csv_and_keeps_the_valid_ids(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.txt", '1\n"2"\n3\n\uff14\n')
+    rejects = tmp_path / "rejects" / "r.csv"
+    prepared = prepare_ids(path, tmp_path / "out", on_invalid="skip", rejects_path=rejects)
+    assert chunk_ids(prepared) == [["1", "3"]]
+    with rejects.open(newline="", encoding="utf-8") as f:
+        assert list(csv.reader(f)) == [
+            ["source", "line", "value", "reason"],
+            [str(path), "2", '"2"', "not a decimal number"],
+            [str(path), "4", "\uff14", "non-ASCII characters"],
+        ]
+    assert prepared.rejects_path == rejects
+    assert (prepared.counts.valid, prepared.counts.invalid) == (2, 2)
+
+
+def test_skip_puts_rejects_in_out_dir_by_default(tmp_path: Path) -> None:
+    prepared = prepare_ids(write_text(tmp_path / "ids.txt", "1\n"), tmp_path / "out", on_invalid="skip")
+    assert prepared.rejects_path == tmp_path / "out" / "rejects.csv"
+    assert prepared.rejects_path.read_text().splitlines() == ["source,line,value,reason"]
+
+
+def test_unknown_on_invalid_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="on_invalid"):
+        prepare_ids(write_text(tmp_path / "ids.txt", "1\n"), tmp_path / "out", on_invalid="ignore")  # type: ignore[arg-type]
+
+
+# --- Counts and duplicates -------------------------------------------------------------------------------
+
+
+def test_counts_add_up(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.txt", "1\n\n2\n2\nbad\n3\n")
+    counts = prepare_ids(path, tmp_path / "out", on_invalid="skip").counts
+    assert counts == IdCounts(
+        read=6, blank=1, valid=4, invalid=1, duplicates=1, duplicates_exact=False, written=4
+    )
+
+
+def test_validate_ids_counts_without_writing(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.txt", "1\n1\n2\n")
+    counts = validate_ids(path).as_dict()
+    assert counts == {
+        "read": 3, "blank": 0, "valid": 3, "invalid": 0,
+        "duplicates": 1, "duplicates_exact": False, "written": 3,
+    }  # fmt: skip
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_duplicate_estimate_is_close_on_large_inputs(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    distinct = rng.sample(range(10**17, 10**18), 200_000)
+    ids = distinct + rng.choices(distinct, k=50_000)
+    path = write_text(tmp_path / "ids.txt", "".join(f"{i}\n" for i in ids))
+    assert validate_ids(path).duplicates == pytest.approx(50_000, abs=0.03 * 200_000)
+
+
+def test_dedupe_removes_duplicates_and_counts_them_exactly(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.txt", "3\n1\n3\n2\n1\n003\n")
+    prepared = prepare_ids(path, tmp_path / "out", dedupe=True)
+    assert chunk_ids(prepared) == [["1", "2", "3"]]
+    assert (prepared.counts.duplicates, prepared.counts.duplicates_exact) == (3, True)
+    assert prepared.counts.written == 3
+
+
+@pytest.mark.parametrize("memory_ids", [1_000, 50])
+def test_dedupe_spilling_to_disk_gives_the_same_set(tmp_path: Path, memory_ids: int) -> None:
+    rng = random.Random(5)
+    distinct = list({rng.randrange(1, 10**19) for _ in range(5_000)})
+    ids = distinct + rng.choices(distinct, k=2_000)
+    rng.shuffle(ids)
+    path = write_text(tmp_path / "ids.txt", "".join(f"{i}\n" for i in ids))
+    prepared = prepare_ids(path, tmp_path / "out", dedupe=True, dedupe_memory_ids=memory_ids, block_size=4096)
+    written = [int(i) for chunk in chunk_ids(prepared) for i in chunk]
+    assert sorted(written) == sorted(distinct)
+    assert prepared.counts.duplicates == 2_000
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".dedupe")]
+
+
+# --- Chunking --------------------------------------------------------------------------------------------
+
+
+def test_chunks_hold_max_ids_per_job_with_deterministic_names(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.txt", "".join(f"{n}\n" for n in range(1, 11)))
+    prepared = prepare_ids(path, tmp_path / "out", max_ids_per_job=3)
+    assert [(c.index, c.path.name, c.ids) for c in prepared.chunks] == [
+        (0, "ids-00000.txt", 3),
+        (1, "ids-00001.txt", 3),
+        (2, "ids-00002.txt", 3),
+        (3, "ids-00003.txt", 1),
+    ]
+    assert [c.size for c in prepared.chunks] == [c.path.stat().st_size for c in prepared.chunks]
+
+
+def test_chunks_lose_and_repeat_no_id_across_block_boundaries(tmp_path: Path) -> None:
+    ids = [str(n) for n in range(1, 20_001)]
+    path = write_text(tmp_path / "ids.txt", "\n".join(ids) + "\n")
+    prepared = prepare_ids(path, tmp_path / "out", max_ids_per_job=777, block_size=1000)
+    chunks = chunk_ids(prepared)
+    assert [len(c) for c in chunks] == [777] * 25 + [20_000 - 777 * 25]
+    assert [i for c in chunks for i in c] == ids
+
+
+def test_without_max_ids_per_job_there_is_one_chunk(tmp_path: Path) -> None:
+    prepared = prepare_ids(write_text(tmp_path / "ids.txt", "1\n2\n"), tmp_path / "out")
+    assert chunk_ids(prepared) == [["1", "2"]]
+
+
+def test_no_valid_id_gives_no_chunk(tmp_path: Path) -> None:
+    prepared = prepare_ids(write_text(tmp_path / "ids.txt", "\n\n"), tmp_path / "out")
+    assert prepared.chunks == ()
+
+
+def test_chunk_files_of_an_earlier_call_are_replaced(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.txt", "1\n2\n3\n")
+    prepare_ids(path, tmp_path / "out", max_ids_per_job=1)
+    prepared = prepare_ids(path, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ids-00000.txt"]
+    assert chunk_ids(prepared) == [["1", "2", "3"]]
+
+
+def test_max_ids_per_job_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_ids_per_job"):
+        prepare_ids(write_text(tmp_path / "ids.txt", "1\n"), tmp_path / "out", max_ids_per_job=0)
