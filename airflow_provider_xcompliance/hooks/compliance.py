@@ -404,7 +404,7 @@ class XComplianceHook(BaseHook):
                 log.warning("%s %s did not complete: %s", method, path, type(exc).__name__)
             else:
                 self.rate_limits.update(endpoint, response.headers)
-                if response.ok:
+                if _succeeded(response.status_code):
                     return _json_body(response.content)
                 error = problems.error_from_response(response.status_code, response.headers, response.content)
                 if not error.retryable:
@@ -602,11 +602,12 @@ class XComplianceHook(BaseHook):
                     data=reader,
                     headers={"Content-Type": "text/plain", "Content-Length": str(size)},
                     timeout=self._transfer_timeout(),
+                    allow_redirects=False,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 failure = f"connection broken ({type(exc).__name__}) after {reader.sent} bytes"
             else:
-                if response.ok:
+                if _succeeded(response.status_code):
                     return
                 if not problems.is_transient(response.status_code):
                     raise problems.transfer_error(
@@ -639,11 +640,12 @@ class XComplianceHook(BaseHook):
                     data=data,
                     headers={"Content-Type": "text/plain", "Content-Range": content_range},
                     timeout=self._transfer_timeout(),
+                    allow_redirects=False,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 failure = f"connection broken ({type(exc).__name__}) at byte {offset}"
             else:
-                if response.ok:
+                if _succeeded(response.status_code):
                     progress.update(size)
                     return
                 if response.status_code == 308:
@@ -672,6 +674,7 @@ class XComplianceHook(BaseHook):
                         "x-goog-resumable": "start",
                     },
                     timeout=self._transfer_timeout(),
+                    allow_redirects=False,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 failure = f"connection broken ({type(exc).__name__})"
@@ -680,7 +683,7 @@ class XComplianceHook(BaseHook):
                 if response.status_code in (200, 201) and location:
                     redaction.mask_url(location)
                     return location
-                if response.ok:
+                if _succeeded(response.status_code):
                     raise TransferError(
                         f"Storage started no resumable session for job {job.id} (HTTP {response.status_code} "
                         "without a Location header)"
@@ -701,11 +704,12 @@ class XComplianceHook(BaseHook):
                     data=b"",
                     headers={"Content-Range": f"bytes */{size}"},
                     timeout=self._transfer_timeout(),
+                    allow_redirects=False,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 failure = f"status query broken ({type(exc).__name__})"
             else:
-                if response.ok:
+                if _succeeded(response.status_code):
                     return None
                 if response.status_code == 308:
                     return _stored_bytes(response.headers)
@@ -775,7 +779,7 @@ class XComplianceHook(BaseHook):
                     writer.restart()
                     counter.reset()
                     return "range not satisfiable"
-                elif resp.ok:
+                elif _succeeded(resp.status_code):
                     if offset:
                         log.info(
                             "Storage ignored the Range request: restarting the download of job %s", job.id
@@ -908,6 +912,11 @@ def _cancel_error(exc: XApiError, job_id: str) -> XApiError:
         detail=exc.detail,
         problem_type=exc.problem_type,
     )
+
+
+def _succeeded(status: int) -> bool:
+    # Not ``Response.ok``: that is true for 3xx, and a resumable session's 308 means "not finished".
+    return 200 <= status < 300
 
 
 def _stored_bytes(headers: Mapping[str, str]) -> int:
