@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any, cast
@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import requests
+import urllib3
 from airflow.sdk import BaseHook
 
 from airflow_provider_xcompliance import problems, redaction, storage
@@ -795,7 +796,7 @@ class XComplianceHook(BaseHook):
                     )
                 length = resp.headers.get("Content-Length")
                 progress.total = offset + int(length) if length and length.isdigit() else None
-                for chunk in resp.iter_content(STREAM_CHUNK):
+                for chunk in _body_chunks(resp):
                     counter.add(writer.size, chunk)
                     writer.file.write(chunk)
                     progress.update(writer.size)
@@ -912,6 +913,25 @@ def _cancel_error(exc: XApiError, job_id: str) -> XApiError:
         detail=exc.detail,
         problem_type=exc.problem_type,
     )
+
+
+def _body_chunks(response: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives, up to 1 MiB at a time.
+
+    ``read1`` hands over whatever bytes came in, so a stream that breaks mid-read has still delivered (and
+    the download resumes after) everything received; ``iter_content`` would drop a partly filled block.
+    """
+    raw = response.raw
+    if not hasattr(raw, "read1"):  # urllib3 < 2
+        yield from response.iter_content(STREAM_CHUNK)
+        return
+    try:
+        while chunk := raw.read1(STREAM_CHUNK, decode_content=True):
+            yield chunk
+    except urllib3.exceptions.ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.exceptions.ConnectionError(exc) from exc
 
 
 def _succeeded(status: int) -> bool:
