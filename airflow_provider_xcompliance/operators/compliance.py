@@ -1,0 +1,749 @@
+"""Operators that run X API batch compliance jobs: create and upload, download, or the whole lifecycle.
+
+Every job gets a deterministic name (:func:`~airflow_provider_xcompliance.naming.job_name`), so a retried or
+cleared task finds the job it started and carries on from the job's status instead of starting a second one.
+The decisions (what to do with a job found by name, deadlines, which file a chunk's results go to, ETAs) are
+pure functions at the top of this module; the operator methods are thin glue around them and the hook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypedDict
+
+from airflow.sdk import BaseOperator, conf
+
+from airflow_provider_xcompliance import ids as id_files
+from airflow_provider_xcompliance import storage
+from airflow_provider_xcompliance.exceptions import (
+    CancelNotSupportedError,
+    InvalidIdsError,
+    JobConflictError,
+    JobExpiredError,
+    JobFailedError,
+    JobTimeoutError,
+    UploadRejectedError,
+    UploadUrlExpiredError,
+    XComplianceError,
+)
+from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
+from airflow_provider_xcompliance.models import Job, JobStatus, JobType, TransferReport
+from airflow_provider_xcompliance.naming import job_name
+from airflow_provider_xcompliance.sensors.compliance import job_outcome_error
+from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+# An upload must start this long before the URL expires: a PUT that starts at the last second may be refused.
+UPLOAD_MARGIN_SECONDS = 60.0
+# The defer timeout sits this long after the trigger's own deadline, so the trigger's clean timeout event
+# (which cancels the job) wins over Airflow's generic deferral timeout.
+DEFER_BACKSTOP_SECONDS = 120.0
+# Creates that conflict while no job visibly holds the slot (it ended between the two calls) before giving up.
+MAX_INVISIBLE_CONFLICTS = 3
+_SIZE_ERROR_WORDS = ("too large", "too big", "too many", "size", "exceed", "limit")
+UI_COLOR = "#cfe8fc"
+
+
+# --- pure decisions -----------------------------------------------------------------------------------
+
+
+class Step(str, Enum):
+    """What to do with the job a task finds under its deterministic name."""
+
+    CREATE = "create"
+    UPLOAD = "upload"
+    WAIT = "wait"
+    DOWNLOAD = "download"
+
+
+def reattach_step(job: Job | None, now: datetime, upload_margin: float = UPLOAD_MARGIN_SECONDS) -> Step:
+    """Decide how to carry on from the job an earlier try left behind (None: there is none)."""
+    if job is None:
+        return Step.CREATE
+    if job.status is JobStatus.COMPLETE:
+        return Step.CREATE if job.download_expired(now) else Step.DOWNLOAD
+    if job.status is JobStatus.IN_PROGRESS:
+        return Step.WAIT
+    if job.status is JobStatus.CREATED and not job.upload_expired(now, upload_margin):
+        return Step.UPLOAD
+    return Step.CREATE  # failed, expired, or created with an upload window about to close
+
+
+def run_deadline(now: float, timeout: float | None, execution_timeout: timedelta | None) -> float | None:
+    """Epoch seconds by which the task must be done: the tighter of ``timeout`` and ``execution_timeout``.
+
+    Airflow applies ``execution_timeout`` to each execute/resume call separately, not to time spent deferred,
+    so the operator turns it into a wall-clock deadline the trigger enforces.
+    """
+    limits = [] if timeout is None else [timeout]
+    if execution_timeout is not None:
+        limits.append(execution_timeout.total_seconds())
+    return now + min(limits) if limits else None
+
+
+def defer_timeout(deadline: float | None, now: float) -> timedelta | None:
+    """Airflow's backstop for a deferral: a little after the trigger's own deadline."""
+    if deadline is None:
+        return None
+    return timedelta(seconds=max(deadline - now, 0.0) + DEFER_BACKSTOP_SECONDS)
+
+
+def slot_holder(jobs: Iterable[Job], job_type: JobType, now: datetime) -> Job | None:
+    """The job occupying the type's single slot: in progress first, else a created one still uploadable."""
+    holding = [
+        job
+        for job in jobs
+        if job.type is job_type
+        and (
+            job.status is JobStatus.IN_PROGRESS
+            or (job.status is JobStatus.CREATED and not job.upload_expired(now))
+        )
+    ]
+    return min(holding, key=lambda job: (job.status is not JobStatus.IN_PROGRESS, -int(job.id)), default=None)
+
+
+def newest_by_name(jobs: Iterable[Job]) -> dict[str, Job]:
+    """Index jobs by name, keeping the newest of each (names need not be unique)."""
+    index: dict[str, Job] = {}
+    for job in sorted(jobs, key=lambda job: int(job.id)):  # snowflake ids grow with time
+        if job.name:
+            index[job.name] = job
+    return index
+
+
+def looks_like_size_error(text: str | None) -> bool:
+    """Whether an API error text hints that the upload was too big (the API documents no size limit)."""
+    lowered = (text or "").lower()
+    return any(word in lowered for word in _SIZE_ERROR_WORDS)
+
+
+def size_hint(ids: int | None) -> str:
+    return (
+        f" The API may cap the size of one job ({ids if ids is not None else 'this many'} IDs were sent): "
+        "set max_ids_per_job lower to split the IDs over several jobs."
+    )
+
+
+def sibling_file(results_file: str, tag: str, suffix: str | None = None) -> str:
+    """A file beside ``results_file`` named after it: ``results.<tag>.jsonl`` (or ``.<suffix>``)."""
+    folder, slash, filename = results_file.rpartition("/")
+    stem, dot, own_suffix = filename.partition(".")
+    ending = f".{suffix}" if suffix is not None else f"{dot}{own_suffix}"
+    return f"{folder}{slash}{stem}.{tag}{ending}"
+
+
+def chunk_file(results_file: str, index: int) -> str:
+    """The results file of chunk ``index`` when a run writes several: ``results.part-00003.jsonl``."""
+    return sibling_file(results_file, f"part-{index:05d}")
+
+
+def checked_event(event: Any, statuses: Sequence[str] = ("success", "error", "timeout")) -> dict[str, Any]:
+    """Accept only a well-formed trigger event: a missing or unknown one fails the task (fail closed)."""
+    if not isinstance(event, dict) or event.get("status") not in statuses or not event.get("job_id"):
+        raise XComplianceError(f"Unexpected trigger event {event!r}: the job's outcome is unknown")
+    return event
+
+
+class ChunkRecord(TypedDict):
+    """One finished chunk of a run (XCom-safe: ids, a URI and counts, never data)."""
+
+    index: int
+    job_id: str
+    job_name: str
+    uploaded_ids: int
+    results_uri: str
+    result_lines: int
+    processing_seconds: float | None
+
+
+def processing_rate(done: Iterable[ChunkRecord]) -> float | None:
+    """IDs per second the API processed, over the chunks whose processing time this run observed."""
+    timed = [(c["uploaded_ids"], c["processing_seconds"]) for c in done if c["processing_seconds"]]
+    seconds = sum(s for _, s in timed if s)
+    return sum(n for n, _ in timed) / seconds if seconds > 0 else None
+
+
+def eta_message(position: int, total: int, ids: int, remaining_ids: int, rate: float | None) -> str:
+    """The per-chunk progress line: this chunk's size and, once a rate is known, the expected durations."""
+    head = f"Chunk {position + 1}/{total} ({ids} IDs)"
+    if rate is None:
+        return f"{head}: no processing rate observed yet, so no ETA"
+    return (
+        f"{head}: expected to take ~{_duration(ids / rate)} at the observed {rate:.0f} IDs/s; "
+        f"~{_duration(remaining_ids / rate)} for all {total - position} remaining chunk(s)"
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+@dataclasses.dataclass
+class RunState:
+    """Progress of one task through its chunks, carried across deferrals in the resume kwargs."""
+
+    deadline: float | None = None
+    chunk: int = 0
+    done: list[ChunkRecord] = dataclasses.field(default_factory=list)
+    scanned: bool = False  # whether finished chunks of earlier tries were looked up already
+    uploaded_at: float | None = None  # when the running chunk's upload ended (None: an earlier try did it)
+    uploaded_ids: int | None = None
+    slot_deadline: float | None = None  # end of the current wait for another job to free the slot
+
+    def to_kwargs(self) -> dict[str, Any]:
+        return {"state": dataclasses.asdict(self)}
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc)
+
+
+# --- operators ----------------------------------------------------------------------------------------
+
+
+class XComplianceCreateJobOperator(BaseOperator):
+    """Validate an ID source, create a compliance job and upload the IDs; returns the job id.
+
+    The job id is pushed to XCom (key ``job_id``) the moment the job exists. A retry finds the job by its
+    deterministic name: an uploaded job is returned as is, a created one still inside its upload window gets
+    the upload, a failed or expired one is replaced. When another job of the same type holds the app's
+    single slot, the operator waits for it (deferred when ``deferrable``) or fails fast
+    (``on_conflict="fail"``), naming the job that holds it.
+
+    :param job_type: ``tweets`` or ``users``.
+    :param ids: ID source: a file, folder, glob or list of them, local or object storage (templated).
+    :param name: readable prefix of the job name (templated); a hash of DAG, task, run and chunk is always
+        appended, so the same name in two runs never reattaches the wrong job.
+    :param resumable: create a resumable job and upload it in chunks that survive a broken connection.
+    :param x_conn_id: the X API connection.
+    :param ids_format: ``text``, ``csv`` or ``parquet``; by default from the file suffix.
+    :param id_column: the ID column of CSV or Parquet sources.
+    :param on_invalid: ``fail`` (before any job exists) or ``skip`` (invalid lines are counted and written to
+        a rejects file).
+    :param dedupe: remove duplicate IDs (within a bounded memory; spills to disk beyond it).
+    :param on_conflict: ``wait`` for the job that holds the slot, or ``fail`` at once.
+    :param slot_wait_timeout: seconds to wait for the slot before failing.
+    :param poll_interval: seconds between status checks (stretched when the rate window runs low).
+    :param timeout: seconds the whole task may take (waits included); ``execution_timeout`` also counts.
+    :param deferrable: wait in the triggerer instead of holding a worker slot.
+    :param max_transient_errors: transient poll failures in a row a deferred wait tolerates.
+    """
+
+    template_fields: Sequence[str] = ("ids", "name")
+    ui_color = UI_COLOR
+
+    def __init__(
+        self,
+        *,
+        job_type: JobType | str,
+        ids: Any,
+        name: str | None = None,
+        resumable: bool = False,
+        x_conn_id: str = XComplianceHook.default_conn_name,
+        ids_format: id_files.Fmt | None = None,
+        id_column: str | None = None,
+        on_invalid: id_files.OnInvalid = "fail",
+        dedupe: bool = False,
+        on_conflict: Literal["wait", "fail"] = "wait",
+        slot_wait_timeout: float = 6 * 3600.0,
+        poll_interval: float = 30.0,
+        timeout: float | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        max_transient_errors: int = 10,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_type = JobType(job_type)
+        self.ids = ids
+        self.name = name
+        self.resumable = resumable
+        self.x_conn_id = x_conn_id
+        self.ids_format = ids_format
+        self.id_column = id_column
+        self.on_invalid = on_invalid
+        self.dedupe = dedupe
+        self.on_conflict = on_conflict
+        self.slot_wait_timeout = slot_wait_timeout
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.deferrable = deferrable
+        self.max_transient_errors = max_transient_errors
+        self._job_id: str | None = None  # our unfinished job, for on_kill
+
+    max_ids_per_job: int | None = None  # one job: splitting needs the run operator, which waits between jobs
+
+    @cached_property
+    def hook(self) -> XComplianceHook:
+        return XComplianceHook(self.x_conn_id)
+
+    # --- entry points ---
+
+    def execute(self, context: Context) -> Any:
+        return self._proceed(
+            context, RunState(deadline=run_deadline(time.time(), self.timeout, self.execution_timeout))
+        )
+
+    def execute_after_slot_wait(
+        self, context: Context, event: dict[str, Any] | None = None, state: dict[str, Any] | None = None
+    ) -> Any:
+        """Resume after waiting for another job to free the slot, and try to create the job again."""
+        event = checked_event(event)
+        if event["status"] == "timeout":
+            raise JobConflictError(
+                f"The {self.job_type.value} slot was still held by job {event['job_id']} after waiting "
+                f"{self.slot_wait_timeout:.0f} s; try again later or cancel that job"
+            )
+        self.log.info("Job %s no longer holds the slot: %s", event["job_id"], event.get("message"))
+        return self._proceed(context, RunState(**(state or {})))
+
+    def on_kill(self) -> None:
+        """Cancel the job when a running task is killed (a deferred wait is cancelled by the trigger)."""
+        if self._job_id:
+            self._cancel_quietly(self._job_id, "the task was killed")
+
+    def _proceed(self, context: Context, state: RunState) -> Any:
+        prepared = self._prepare_ids(context)
+        if not prepared.chunks:
+            raise InvalidIdsError(
+                f"No valid ID in {self.ids!r}: nothing to upload ({prepared.counts.as_dict()})"
+            )
+        job, _ = self._start_job(context, prepared.chunks[0], self._job_name(context, None), state)
+        self._job_id = None  # uploaded: waiting (and cancelling) is someone else's business now
+        for chunk in prepared.chunks:  # the rejects file, if any, stays for the user
+            chunk.path.unlink(missing_ok=True)
+        return job.id
+
+    # --- IDs ---
+
+    def _staging_dir(self, context: Context) -> Path:
+        # Deterministic per task run, so a resume on the same machine reuses the normalised files.
+        return Path(tempfile.gettempdir()) / "xcompliance-ids" / self._job_name(context, None)
+
+    def _prepare_ids(self, context: Context) -> id_files.PreparedIds:
+        """Validated, normalised ID files: reused from an earlier call of this task run when still on disk."""
+        staging = self._staging_dir(context)
+        manifest = staging / "manifest.json"
+        if manifest.exists():
+            prepared = _load_manifest(manifest)
+            if all(chunk.path.exists() for chunk in prepared.chunks):
+                return prepared
+        prepared = id_files.prepare_ids(
+            self.ids,
+            staging,
+            fmt=self.ids_format,
+            id_column=self.id_column,
+            on_invalid=self.on_invalid,
+            dedupe=self.dedupe,
+            max_ids_per_job=self.max_ids_per_job,
+        )
+        _save_manifest(manifest, prepared)
+        self._ids_prepared(context, prepared)
+        return prepared
+
+    def _ids_prepared(self, context: Context, prepared: id_files.PreparedIds) -> None:
+        context["ti"].xcom_push(key="ids", value=prepared.counts.as_dict())
+        if prepared.rejects_path is not None:
+            self.log.warning(
+                "%d invalid IDs skipped, listed in %s", prepared.counts.invalid, prepared.rejects_path
+            )
+
+    # --- jobs ---
+
+    def _job_name(self, context: Context, chunk: int | None) -> str:
+        ti = context["ti"]
+        return job_name(
+            ti.dag_id,
+            ti.task_id,
+            ti.run_id,
+            map_index=-1 if ti.map_index is None else ti.map_index,
+            chunk=chunk,
+            label=self.name,
+        )
+
+    def _track(self, context: Context, job: Job) -> None:
+        """Make the job findable before anything else can fail: XCom and a log line that identifies it."""
+        self._job_id = job.id
+        context["ti"].xcom_push(key="job_id", value=job.id)
+        self.log.info(
+            "Compliance job %s (%s, name %s) is %s", job.id, job.type.value, job.name, job.status.value
+        )
+
+    def _start_job(
+        self, context: Context, chunk: id_files.IdChunk, name: str, state: RunState
+    ) -> tuple[Job, TransferReport | None]:
+        """Reattach to this chunk's job or create it, and upload its IDs if that is still to do."""
+        existing = self.hook.find_job(self.job_type, name)
+        step = reattach_step(existing, datetime.now(timezone.utc))
+        if existing is not None:
+            self.log.info(
+                "Found job %s named %s (%s): %s", existing.id, name, existing.status.value, step.value
+            )
+        if existing is None or step is not Step.CREATE:
+            job = existing or self._create(context, name, state)
+            self._track(context, job)
+        elif existing.status.holds_slot:
+            job = self._replace(context, existing, name, state, "its upload window closes too soon")
+        else:
+            job = self._replace(context, existing, name, state, f"it is {existing.status.value}")
+        if step in (Step.CREATE, Step.UPLOAD):
+            return self._upload(context, job, chunk, name, state)
+        return job, None
+
+    def _create(self, context: Context, name: str, state: RunState) -> Job:
+        invisible = 0
+        while True:
+            try:
+                job = self.hook.create_job(self.job_type, name=name, resumable=self.resumable)
+            except JobConflictError:
+                holder = slot_holder(
+                    self.hook.list_jobs(self.job_type), self.job_type, datetime.now(timezone.utc)
+                )
+                if holder is None and (invisible := invisible + 1) < MAX_INVISIBLE_CONFLICTS:
+                    continue  # the holder ended between the two calls
+                self._wait_for_slot(holder, state)
+            else:
+                state.slot_deadline = None
+                return job
+
+    def _wait_for_slot(self, holder: Job | None, state: RunState) -> None:
+        """Wait (bounded) until ``holder`` leaves the slot: defers, or polls when not deferrable."""
+        kind = self.job_type.value
+        who = f"job {holder.id} (name {holder.name}, {holder.status.value})" if holder else "an unlisted job"
+        if self.on_conflict == "fail" or holder is None:
+            raise JobConflictError(
+                f"The app's single {kind} slot is held by {who}: wait for it to end or cancel it "
+                "(on_conflict='wait' waits for it)"
+            )
+        now = time.time()
+        if state.slot_deadline is None:
+            limits = [now + self.slot_wait_timeout] + ([state.deadline] if state.deadline else [])
+            state.slot_deadline = min(limits)
+        self.log.warning("The %s slot is held by %s: waiting until %s", kind, who, _utc(state.slot_deadline))
+        if self.deferrable:
+            self.defer(
+                trigger=self._trigger(holder.id, state.slot_deadline, cancel_on_kill=False),
+                method_name="execute_after_slot_wait",
+                kwargs=state.to_kwargs(),
+                timeout=defer_timeout(state.slot_deadline, now),
+            )
+        try:
+            self.hook.wait_for_job(holder.id, self.poll_interval, timeout=max(state.slot_deadline - now, 0.0))
+        except (JobFailedError, JobExpiredError):
+            pass  # ended badly, but ended: the slot is free either way
+        except JobTimeoutError as error:
+            raise JobConflictError(
+                f"The {kind} slot was still held by {who} at the end of the wait"
+            ) from error
+
+    def _upload(
+        self, context: Context, job: Job, chunk: id_files.IdChunk, name: str, state: RunState
+    ) -> tuple[Job, TransferReport]:
+        if job.upload_expired(datetime.now(timezone.utc), UPLOAD_MARGIN_SECONDS):
+            job = self._replace(context, job, name, state, "its upload window has closed")
+        try:
+            report = self.hook.upload_ids(job, chunk.path)
+        except UploadUrlExpiredError:
+            job = self._replace(context, job, name, state, "its upload URL expired during the upload")
+            report = self.hook.upload_ids(job, chunk.path)
+        except UploadRejectedError as error:
+            self._cancel_quietly(job.id, "its upload was rejected")
+            raise UploadRejectedError(
+                f"Upload to job {job.id} rejected: {error}.{size_hint(chunk.ids)}"
+            ) from error
+        state.uploaded_at, state.uploaded_ids = time.time(), chunk.ids
+        return self.hook.get_job(job.id), report
+
+    def _replace(self, context: Context, job: Job, name: str, state: RunState, why: str) -> Job:
+        self.log.warning("Not using job %s because %s: creating a fresh one", job.id, why)
+        if job.status.holds_slot:  # cancelling frees the slot at once where the API can cancel
+            self._cancel_quietly(job.id, why)
+        fresh = self._create(context, name, state)
+        self._track(context, fresh)
+        return fresh
+
+    def _trigger(
+        self, job_id: str, deadline: float | None, cancel_on_kill: bool = True
+    ) -> XComplianceJobTrigger:
+        return XComplianceJobTrigger(
+            job_id=job_id,
+            x_conn_id=self.x_conn_id,
+            poll_interval=self.poll_interval,
+            deadline=deadline,
+            max_transient_errors=self.max_transient_errors,
+            cancel_on_kill=cancel_on_kill,
+        )
+
+    def _cancel_quietly(self, job_id: str, why: str) -> None:
+        """Best-effort cancel: the task fails or abandons the job anyway, so a failed cancel only logs."""
+        try:
+            self.hook.cancel_job(job_id)
+            self.log.info("Cancelled job %s because %s", job_id, why)
+        except CancelNotSupportedError:
+            self.log.warning(
+                "Job %s cannot be cancelled on this API: it runs until it ends or expires", job_id
+            )
+        except Exception as error:
+            self.log.warning("Could not cancel job %s (%s): %s", job_id, why, error)
+
+
+class XComplianceRunJobOperator(XComplianceCreateJobOperator):
+    """Run the whole compliance lifecycle in one task: validate, create, upload, wait, download.
+
+    With ``max_ids_per_job`` the IDs are split into chunks run one after another (the API runs one unfinished
+    job per type), each downloaded as soon as it completes. Progress is derived from the API and the
+    destination: each chunk's job has a deterministic name and its results a deterministic file, so a retried
+    or cleared task skips the finished chunks and reattaches to the running one. An ETA is logged per chunk
+    from the processing rate observed so far.
+
+    Returns a small dict: ``job_ids``, ``results_uris``, ``uploaded_ids``, ``result_lines``, ``chunks`` (one
+    record each), ``ids`` (validation counts) and ``rejects_uri``.
+
+    :param destination: where results go (templated): a folder (ending in ``/`` or existing) that receives
+        ``<job name>.jsonl`` per chunk, or a file name (``name.part-00000.jsonl`` ... when there are chunks).
+    :param max_ids_per_job: IDs per job; None runs one job however large the input.
+
+    All other parameters are those of :class:`XComplianceCreateJobOperator`.
+    """
+
+    template_fields: Sequence[str] = ("ids", "name", "destination")
+
+    def __init__(self, *, destination: str, max_ids_per_job: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.destination = destination
+        self.max_ids_per_job = max_ids_per_job
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, state: dict[str, Any] | None = None
+    ) -> Any:
+        """Resume when the running chunk's job ended: download it, then go on with the next chunk."""
+        event = checked_event(event)
+        run = RunState(**(state or {}))
+        self._job_id = event["job_id"]
+        if event["status"] == "timeout":
+            self._cancel_quietly(event["job_id"], "it missed the task's deadline")
+            raise JobTimeoutError(f"{event['message']}; the job was cancelled")
+        if event["status"] == "error":
+            self._raise_job_error(
+                event["job_id"], event.get("job_status"), event.get("error"), event["message"], run
+            )
+        self._finish_chunk(context, self._prepare_ids(context), self.hook.get_job(event["job_id"]), run)
+        return self._proceed(context, run)
+
+    def _proceed(self, context: Context, state: RunState) -> Any:
+        prepared = self._prepare_ids(context)
+        if not state.scanned:
+            self._skip_finished_chunks(context, prepared, state)
+        while state.chunk < len(prepared.chunks):
+            chunk = prepared.chunks[state.chunk]
+            remaining = sum(c.ids for c in prepared.chunks[state.chunk :])
+            self.log.info(
+                eta_message(
+                    state.chunk, len(prepared.chunks), chunk.ids, remaining, processing_rate(state.done)
+                )
+            )
+            job, _ = self._start_job(context, chunk, self._chunk_name(context, prepared, chunk.index), state)
+            self._finish_chunk(context, prepared, self._wait(job, state), state)
+        shutil.rmtree(self._staging_dir(context), ignore_errors=True)
+        return self._summary(context, prepared, state)
+
+    def _ids_prepared(self, context: Context, prepared: id_files.PreparedIds) -> None:
+        """Publish the rejects beside the results, since the local staging folder is temporary."""
+        if prepared.rejects_path is not None:
+            target = self._rejects_file(context)
+            with prepared.rejects_path.open("rb") as source, storage.atomic_writer(target) as writer:
+                shutil.copyfileobj(source, writer.file)
+            prepared = dataclasses.replace(prepared, rejects_path=None)
+            self.log.warning("%d invalid IDs skipped, listed in %s", prepared.counts.invalid, target)
+        super()._ids_prepared(context, prepared)
+
+    def _rejects_file(self, context: Context) -> str:
+        name = self._job_name(context, None)
+        return sibling_file(storage.resolve_destination(self.destination, f"{name}.jsonl"), "rejects", "csv")
+
+    def _chunk_name(self, context: Context, prepared: id_files.PreparedIds, index: int) -> str:
+        return self._job_name(context, index if len(prepared.chunks) > 1 else None)
+
+    def _results_file(self, name: str, index: int, chunks: int) -> str:
+        target = storage.resolve_destination(self.destination, f"{name}.jsonl")
+        return chunk_file(target, index) if chunks > 1 and target == str(self.destination) else target
+
+    def _skip_finished_chunks(
+        self, context: Context, prepared: id_files.PreparedIds, state: RunState
+    ) -> None:
+        """Resume at the first chunk without both a complete job and its results file (one list call)."""
+        state.scanned = True
+        jobs = newest_by_name(self.hook.list_jobs(self.job_type))
+        for chunk in prepared.chunks[state.chunk :]:
+            name = self._chunk_name(context, prepared, chunk.index)
+            job = jobs.get(name)
+            target = self._results_file(name, chunk.index, len(prepared.chunks))
+            if job is None or job.status is not JobStatus.COMPLETE or not _exists(target):
+                break
+            state.done.append(_record(chunk.index, job, name, chunk.ids, target, _count_lines(target), None))
+            state.chunk += 1
+        if state.done:
+            self.log.info(
+                "Resuming at chunk %d: %d chunk(s) already finished", state.chunk + 1, len(state.done)
+            )
+
+    def _wait(self, job: Job, state: RunState) -> Job:
+        """The job once complete: deferred to the trigger, or polled here when not deferrable."""
+        if job.status is JobStatus.COMPLETE:
+            return job
+        if self.deferrable:
+            self.defer(
+                trigger=self._trigger(job.id, state.deadline),
+                method_name="execute_complete",
+                kwargs=state.to_kwargs(),
+                timeout=defer_timeout(state.deadline, time.time()),
+            )
+        left = None if state.deadline is None else max(state.deadline - time.time(), 0.0)
+        try:
+            return self.hook.wait_for_job(job.id, self.poll_interval, timeout=left)
+        except JobTimeoutError:
+            self._cancel_quietly(job.id, "it missed the task's deadline")
+            raise
+        except JobFailedError as error:
+            self._raise_job_error(job.id, JobStatus.FAILED.value, error.error, str(error), state)
+
+    def _raise_job_error(
+        self, job_id: str, job_status: str | None, error: str | None, message: str, state: RunState
+    ) -> NoReturn:
+        if job_status == JobStatus.FAILED.value:
+            hint = size_hint(state.uploaded_ids) if looks_like_size_error(error) else ""
+            raise JobFailedError(job_id, f"{error}.{hint}" if hint else error)
+        if job_status == JobStatus.EXPIRED.value:
+            raise JobExpiredError(job_id)
+        # Polling gave up: the job may still be running, and a retry reattaches to it.
+        raise XComplianceError(message)
+
+    def _finish_chunk(
+        self, context: Context, prepared: id_files.PreparedIds, job: Job, state: RunState
+    ) -> None:
+        chunk = prepared.chunks[state.chunk]
+        name = self._chunk_name(context, prepared, chunk.index)
+        report = self.hook.download_results(job, self._results_file(name, chunk.index, len(prepared.chunks)))
+        seconds = time.time() - state.uploaded_at if state.uploaded_at else None
+        state.done.append(_record(chunk.index, job, name, chunk.ids, report.uri or "", report.lines, seconds))
+        state.chunk += 1
+        state.uploaded_at = state.uploaded_ids = None
+        self._job_id = None
+        self.log.info(
+            "Chunk %d: %d result lines from job %s at %s", chunk.index + 1, report.lines, job.id, report.uri
+        )
+
+    def _summary(self, context: Context, prepared: id_files.PreparedIds, state: RunState) -> dict[str, Any]:
+        return {
+            "job_type": self.job_type.value,
+            "job_ids": [c["job_id"] for c in state.done],
+            "results_uris": [c["results_uri"] for c in state.done],
+            "uploaded_ids": sum(c["uploaded_ids"] for c in state.done),
+            "result_lines": sum(c["result_lines"] for c in state.done),
+            "chunks": state.done,
+            "ids": prepared.counts.as_dict(),
+            "rejects_uri": self._rejects_file(context) if prepared.rejects_path else None,
+        }
+
+
+class XComplianceDownloadResultsOperator(BaseOperator):
+    """Download a complete job's results to ``destination``; returns the results URI and line count.
+
+    :param job_id: the compliance job (templated), typically ``XComplianceCreateJobOperator``'s XCom.
+    :param destination: a file, or a folder (ending in ``/`` or existing) that receives ``<job id>.jsonl``
+        (templated; local path or object-storage URI).
+    :param x_conn_id: the X API connection.
+    """
+
+    template_fields: Sequence[str] = ("job_id", "destination")
+    ui_color = UI_COLOR
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        destination: str,
+        x_conn_id: str = XComplianceHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_id = job_id
+        self.destination = destination
+        self.x_conn_id = x_conn_id
+
+    @cached_property
+    def hook(self) -> XComplianceHook:
+        return XComplianceHook(self.x_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        job = self.hook.get_job(self.job_id)
+        if job.status is not JobStatus.COMPLETE:
+            raise job_outcome_error(job) or XComplianceError(
+                f"Job {job.id} is {job.status.value}, not complete: wait for it (XComplianceJobSensor) first"
+            )
+        report = self.hook.download_results(job, self.destination)
+        return {
+            "job_id": job.id,
+            "results_uri": report.uri,
+            "result_lines": report.lines,
+            "bytes": report.bytes,
+        }
+
+
+# --- helpers ------------------------------------------------------------------------------------------
+
+
+def _record(
+    index: int, job: Job, name: str, ids: int, uri: str, lines: int, seconds: float | None
+) -> ChunkRecord:
+    return ChunkRecord(
+        index=index,
+        job_id=job.id,
+        job_name=name,
+        uploaded_ids=ids,
+        results_uri=uri,
+        result_lines=lines,
+        processing_seconds=seconds,
+    )
+
+
+def _exists(uri: str) -> bool:
+    return (
+        storage.local_path(uri).exists() if storage.is_local(uri) else bool(storage.object_path(uri).exists())
+    )
+
+
+def _count_lines(uri: str) -> int:
+    """Lines of a results file, streamed (an already-downloaded chunk is counted, never loaded)."""
+    lines, last = 0, b"\n"
+    with storage.open_source(uri) as handle:
+        while block := handle.read(1 << 20):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n")
+
+
+def _save_manifest(path: Path, prepared: id_files.PreparedIds) -> None:
+    chunks = [{**dataclasses.asdict(c), "path": str(c.path)} for c in prepared.chunks]
+    rejects = str(prepared.rejects_path) if prepared.rejects_path else None
+    body = {"chunks": chunks, "counts": prepared.counts.as_dict(), "rejects_path": rejects}
+    path.write_text(json.dumps(body))
+
+
+def _load_manifest(path: Path) -> id_files.PreparedIds:
+    body = json.loads(path.read_text())
+    chunks = tuple(id_files.IdChunk(**{**c, "path": Path(c["path"])}) for c in body["chunks"])
+    rejects = Path(body["rejects_path"]) if body["rejects_path"] else None
+    return id_files.PreparedIds(chunks, id_files.IdCounts(**body["counts"]), rejects)

@@ -1,0 +1,648 @@
+from __future__ import annotations
+
+import itertools
+import tempfile
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_provider_xcompliance.exceptions import (
+    CancelNotSupportedError,
+    InvalidIdsError,
+    JobConflictError,
+    JobExpiredError,
+    JobFailedError,
+    JobTimeoutError,
+    UploadRejectedError,
+    XComplianceError,
+)
+from airflow_provider_xcompliance.models import Job, JobStatus, JobType, TransferReport
+from airflow_provider_xcompliance.operators.compliance import (
+    DEFER_BACKSTOP_SECONDS,
+    ChunkRecord,
+    Step,
+    XComplianceCreateJobOperator,
+    XComplianceDownloadResultsOperator,
+    XComplianceRunJobOperator,
+    checked_event,
+    chunk_file,
+    defer_timeout,
+    eta_message,
+    looks_like_size_error,
+    newest_by_name,
+    processing_rate,
+    reattach_step,
+    run_deadline,
+    sibling_file,
+    slot_holder,
+)
+from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
+
+NOW = datetime.now(timezone.utc)
+_ids = itertools.count(1_900_000_000_000_000_000)
+
+
+def make_job(
+    status: JobStatus, name: str | None = None, job_type: JobType = JobType.TWEETS, **kw: Any
+) -> Job:
+    fields: dict[str, Any] = {
+        "upload_url": "https://storage.test/up?X-Goog-Signature=s",
+        "upload_expires_at": NOW + timedelta(minutes=15),
+        "download_url": "https://storage.test/down?X-Goog-Signature=s",
+        "download_expires_at": NOW + timedelta(days=7),
+        "created_at": NOW,
+    }
+    return Job(id=str(next(_ids)), type=job_type, status=status, name=name, **{**fields, **kw})
+
+
+# --- pure decisions -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "step"),
+    [
+        (None, Step.CREATE),
+        (JobStatus.COMPLETE, Step.DOWNLOAD),
+        (JobStatus.IN_PROGRESS, Step.WAIT),
+        (JobStatus.CREATED, Step.UPLOAD),
+        (JobStatus.FAILED, Step.CREATE),
+        (JobStatus.EXPIRED, Step.CREATE),
+    ],
+)
+def test_reattach_step_per_status(status, step):
+    assert reattach_step(make_job(status) if status else None, NOW) is step
+
+
+def test_created_job_whose_upload_window_is_closing_is_replaced():
+    closing = make_job(JobStatus.CREATED, upload_expires_at=NOW + timedelta(seconds=30))
+    assert reattach_step(closing, NOW, upload_margin=60) is Step.CREATE
+
+
+def test_complete_job_whose_results_expired_is_run_again():
+    stale = make_job(JobStatus.COMPLETE, download_expires_at=NOW - timedelta(seconds=1))
+    assert reattach_step(stale, NOW) is Step.CREATE
+
+
+def test_run_deadline_takes_the_tighter_limit():
+    assert run_deadline(1000.0, 600.0, timedelta(seconds=300)) == 1300.0
+    assert run_deadline(1000.0, None, timedelta(seconds=300)) == 1300.0
+    assert run_deadline(1000.0, 60.0, None) == 1060.0
+    assert run_deadline(1000.0, None, None) is None
+
+
+def test_defer_timeout_is_a_backstop_after_the_deadline():
+    assert defer_timeout(1300.0, 1000.0) == timedelta(seconds=300 + DEFER_BACKSTOP_SECONDS)
+    assert defer_timeout(None, 1000.0) is None
+
+
+def test_slot_holder_prefers_the_running_job():
+    created, running = make_job(JobStatus.CREATED), make_job(JobStatus.IN_PROGRESS)
+    assert slot_holder([created, running, make_job(JobStatus.COMPLETE)], JobType.TWEETS, NOW) == running
+
+
+def test_slot_holder_ignores_ended_jobs_other_types_and_lapsed_uploads():
+    jobs = [
+        make_job(JobStatus.COMPLETE),
+        make_job(JobStatus.IN_PROGRESS, job_type=JobType.USERS),
+        make_job(JobStatus.CREATED, upload_expires_at=NOW - timedelta(seconds=1)),
+    ]
+    assert slot_holder(jobs, JobType.TWEETS, NOW) is None
+
+
+def test_newest_by_name_keeps_the_newest_job_of_each_name():
+    old, new = make_job(JobStatus.FAILED, name="a"), make_job(JobStatus.COMPLETE, name="a")
+    assert newest_by_name([new, old, make_job(JobStatus.COMPLETE)]) == {"a": new}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("File too large", True), ("exceeds the maximum size", True), ("Internal error", False), (None, False)],
+)
+def test_looks_like_size_error(text, expected):
+    assert looks_like_size_error(text) is expected
+
+
+def test_chunk_file_inserts_the_part_number_before_the_suffix():
+    assert chunk_file("s3://bucket/out/results.jsonl", 3) == "s3://bucket/out/results.part-00003.jsonl"
+    assert chunk_file("/tmp/results", 0) == "/tmp/results.part-00000"
+
+
+def test_sibling_file_can_change_the_suffix():
+    assert sibling_file("/data/run.jsonl", "rejects", "csv") == "/data/run.rejects.csv"
+
+
+@pytest.mark.parametrize(
+    "event", [None, {}, "success", {"status": "done", "job_id": "1"}, {"status": "success", "job_id": ""}]
+)
+def test_checked_event_fails_closed(event):
+    with pytest.raises(XComplianceError, match="Unexpected trigger event"):
+        checked_event(event)
+
+
+def record(ids: int, seconds: float | None) -> ChunkRecord:
+    return ChunkRecord(
+        index=0,
+        job_id="1",
+        job_name="n",
+        uploaded_ids=ids,
+        results_uri="u",
+        result_lines=0,
+        processing_seconds=seconds,
+    )
+
+
+def test_processing_rate_uses_only_chunks_timed_by_this_run():
+    assert processing_rate([record(1000, 10.0), record(3000, 30.0), record(5000, None)]) == 100.0
+    assert processing_rate([record(5000, None)]) is None
+
+
+def test_eta_message_projects_this_chunk_and_the_rest():
+    message = eta_message(1, 4, ids=6000, remaining_ids=18000, rate=100.0)
+    assert message.startswith("Chunk 2/4 (6000 IDs)")
+    assert "~1m00s" in message
+    assert "~3m00s for all 3 remaining" in message
+
+
+def test_eta_message_without_a_rate_says_so():
+    assert "no ETA" in eta_message(0, 2, ids=10, remaining_ids=20, rate=None)
+
+
+# --- a fake API behind the hook's interface -----------------------------------------------------------------
+
+
+class FakeHook:
+    """The hook's sync interface over an in-memory API with one slot per job type."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, Job] = {}
+        self.uploads: list[tuple[str, int]] = []
+        self.created: list[str] = []
+        self.cancelled: list[str] = []
+        self.fail_next_upload: Exception | None = None
+        self.complete_on_upload = False
+        self.cancel_error: Exception | None = None
+
+    def add(self, job: Job) -> Job:
+        self.jobs[job.id] = job
+        return job
+
+    def _set(self, job_id: str, **changes: Any) -> Job:
+        self.jobs[job_id] = replace(self.jobs[job_id], **changes)
+        return self.jobs[job_id]
+
+    def create_job(self, job_type: JobType, name: str | None = None, resumable: bool = False) -> Job:
+        if slot_holder(self.jobs.values(), JobType(job_type), datetime.now(timezone.utc)):
+            raise JobConflictError("You cannot create a new job if one is already in progress", status=409)
+        fresh = make_job(JobStatus.CREATED, name=name, job_type=JobType(job_type), resumable=resumable)
+        now = datetime.now(timezone.utc)
+        fresh = replace(fresh, upload_expires_at=now + timedelta(minutes=15), created_at=now)
+        self.created.append(fresh.id)
+        return self.add(fresh)
+
+    def get_job(self, job_id: str) -> Job:
+        return self.jobs[job_id]
+
+    def list_jobs(self, job_type: JobType, status: str | None = None) -> list[Job]:
+        return [job for job in self.jobs.values() if job.type is JobType(job_type)]
+
+    def find_job(self, job_type: JobType, name: str) -> Job | None:
+        return newest_by_name(self.list_jobs(job_type)).get(name)
+
+    def cancel_job(self, job_id: str) -> Job:
+        self.cancelled.append(job_id)
+        if self.cancel_error:
+            raise self.cancel_error
+        return self._set(job_id, status=JobStatus.FAILED)
+
+    def upload_ids(self, job: Job, source: Any) -> TransferReport:
+        if self.fail_next_upload:
+            error, self.fail_next_upload = self.fail_next_upload, None
+            raise error
+        lines = len(Path(source).read_text().splitlines())
+        self.uploads.append((job.id, lines))
+        status = JobStatus.COMPLETE if self.complete_on_upload else JobStatus.IN_PROGRESS
+        self._set(job.id, status=status)
+        return TransferReport(bytes=0, lines=lines, seconds=0.0)
+
+    def wait_for_job(self, job_id: str, poll_interval: float = 30.0, timeout: float | None = None) -> Job:
+        job = self.jobs[job_id]
+        if job.status is JobStatus.IN_PROGRESS:
+            job = self._set(job_id, status=JobStatus.COMPLETE)
+        if job.status is JobStatus.CREATED:
+            self._set(job_id, status=JobStatus.EXPIRED)
+            raise JobExpiredError(job_id)
+        if job.status is JobStatus.FAILED:
+            raise JobFailedError(job_id, job.error)
+        return job
+
+    def download_results(self, job: Job, destination: str) -> TransferReport:
+        target = Path(destination) / f"{job.id}.jsonl" if destination.endswith("/") else Path(destination)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f'{{"id": "{job.id}", "action": "delete"}}\n')
+        return TransferReport(bytes=0, lines=1, seconds=0.0, uri=str(target))
+
+
+class FakeTI:
+    def __init__(self, run_id: str = "manual__2026-05-01T12:00:00+00:00") -> None:
+        self.dag_id, self.task_id, self.run_id, self.map_index = "dag", "task", run_id, -1
+        self.xcom: list[tuple[str, Any]] = []
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom.append((key, value))
+
+
+@pytest.fixture(autouse=True)
+def staging_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+
+
+@pytest.fixture
+def ids_file(tmp_path) -> Path:
+    path = tmp_path / "ids.txt"
+    path.write_text("".join(f"{n}\n" for n in range(100, 110)))
+    return path
+
+
+@pytest.fixture
+def hook() -> FakeHook:
+    return FakeHook()
+
+
+@pytest.fixture
+def ti() -> FakeTI:
+    return FakeTI()
+
+
+def context_of(ti: FakeTI) -> Any:
+    return {"ti": ti}
+
+
+def create_op(hook: FakeHook, ids: Path, **kwargs: Any) -> XComplianceCreateJobOperator:
+    op = XComplianceCreateJobOperator(task_id="task", job_type="tweets", ids=str(ids), **kwargs)
+    op.hook = hook  # type: ignore[misc]
+    return op
+
+
+def run_op(hook: FakeHook, ids: Path, destination: Path, **kwargs: Any) -> XComplianceRunJobOperator:
+    op = XComplianceRunJobOperator(
+        task_id="task", job_type="tweets", ids=str(ids), destination=f"{destination}/", **kwargs
+    )
+    op.hook = hook  # type: ignore[misc]
+    return op
+
+
+# --- create operator ----------------------------------------------------------------------------------------
+
+
+def test_create_returns_the_uploaded_job(hook, ti, ids_file):
+    job_id = create_op(hook, ids_file).execute(context_of(ti))
+    assert hook.uploads == [(job_id, 10)]
+    assert hook.jobs[job_id].status is JobStatus.IN_PROGRESS
+
+
+def test_create_pushes_the_job_id_before_the_upload_can_fail(hook, ti, ids_file):
+    hook.fail_next_upload = UploadRejectedError("HTTP 413")
+    with pytest.raises(UploadRejectedError):
+        create_op(hook, ids_file).execute(context_of(ti))
+    assert ("job_id", hook.created[0]) in ti.xcom
+
+
+def test_rejected_upload_suggests_max_ids_per_job_and_frees_the_slot(hook, ti, ids_file):
+    hook.fail_next_upload = UploadRejectedError("HTTP 413 Payload Too Large")
+    with pytest.raises(UploadRejectedError, match="max_ids_per_job") as raised:
+        create_op(hook, ids_file).execute(context_of(ti))
+    assert "10 IDs" in str(raised.value)
+    assert hook.cancelled == hook.created
+
+
+def test_invalid_ids_fail_before_any_job_exists(hook, ti, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("123\nnot-an-id\n")
+    with pytest.raises(InvalidIdsError):
+        create_op(hook, bad).execute(context_of(ti))
+    assert hook.created == []
+
+
+def test_retried_create_reuses_an_uploaded_job(hook, ti, ids_file):
+    first = create_op(hook, ids_file).execute(context_of(ti))
+    assert create_op(hook, ids_file).execute(context_of(ti)) == first
+    assert len(hook.created) == len(hook.uploads) == 1
+
+
+def test_retried_create_uploads_to_a_job_left_created(hook, ti, ids_file):
+    hook.fail_next_upload = ConnectionError("worker died")
+    with pytest.raises(ConnectionError):
+        create_op(hook, ids_file).execute(context_of(ti))
+    job_id = create_op(hook, ids_file).execute(context_of(ti))
+    assert hook.created == [job_id]
+    assert hook.uploads == [(job_id, 10)]
+
+
+@pytest.mark.parametrize("ended", [JobStatus.FAILED, JobStatus.EXPIRED])
+def test_retried_create_replaces_a_job_that_ended_badly(hook, ti, ids_file, ended):
+    first = create_op(hook, ids_file).execute(context_of(ti))
+    hook._set(first, status=ended)
+    second = create_op(hook, ids_file).execute(context_of(ti))
+    assert second != first
+    assert hook.created == [first, second]
+
+
+def test_distinct_runs_never_reattach_each_others_jobs(hook, ids_file):
+    first = create_op(hook, ids_file).execute(context_of(FakeTI("run_1")))
+    assert create_op(hook, ids_file).execute(context_of(FakeTI("run_2"))) != first
+
+
+def test_job_whose_upload_window_closed_is_abandoned_for_a_fresh_one(hook, ti, ids_file, monkeypatch):
+    hook.fail_next_upload = ConnectionError("worker died")
+    with pytest.raises(ConnectionError):
+        create_op(hook, ids_file).execute(context_of(ti))
+    stale = hook.created[0]
+    lapsing = datetime.now(timezone.utc) + timedelta(seconds=5)
+    hook._set(stale, upload_expires_at=lapsing)
+    fresh = create_op(hook, ids_file).execute(context_of(ti))
+    assert fresh != stale
+    assert hook.cancelled == [stale]
+    assert hook.uploads == [(fresh, 10)]
+
+
+def test_conflict_fails_fast_naming_the_job_that_holds_the_slot(hook, ti, ids_file):
+    holder = hook.add(make_job(JobStatus.IN_PROGRESS, name="someone-else"))
+    with pytest.raises(JobConflictError, match=f"job {holder.id} \\(name someone-else"):
+        create_op(hook, ids_file, on_conflict="fail").execute(context_of(ti))
+
+
+def test_conflict_defers_on_the_holder_without_cancelling_it_on_kill(hook, ti, ids_file):
+    holder = hook.add(make_job(JobStatus.IN_PROGRESS))
+    op = create_op(hook, ids_file, deferrable=True, slot_wait_timeout=600)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context_of(ti))
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, XComplianceJobTrigger)
+    assert (trigger.job_id, trigger.cancel_on_kill) == (holder.id, False)
+    assert trigger.deadline == pytest.approx(time.time() + 600, abs=5)
+    assert deferred.value.method_name == "execute_after_slot_wait"
+    assert deferred.value.timeout > timedelta(seconds=600)
+
+
+def test_slot_wait_resumes_by_creating_the_job(hook, ti, ids_file):
+    holder = hook.add(make_job(JobStatus.IN_PROGRESS))
+    op = create_op(hook, ids_file, deferrable=True)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context_of(ti))
+    hook._set(holder.id, status=JobStatus.COMPLETE)
+    event = {"status": "success", "job_id": holder.id, "job_status": "complete", "message": "done"}
+    job_id = op.execute_after_slot_wait(context_of(ti), event=event, **deferred.value.kwargs)
+    assert hook.created == [job_id]
+
+
+def test_slot_wait_that_times_out_fails_with_the_holder(hook, ti, ids_file):
+    event = {"status": "timeout", "job_id": "42", "job_status": "in_progress", "message": "late"}
+    with pytest.raises(JobConflictError, match="job 42"):
+        create_op(hook, ids_file).execute_after_slot_wait(context_of(ti), event=event, state={})
+
+
+def test_non_deferrable_conflict_waits_for_the_holder_then_creates(hook, ti, ids_file):
+    holder = hook.add(make_job(JobStatus.IN_PROGRESS))
+    job_id = create_op(hook, ids_file).execute(context_of(ti))
+    assert hook.jobs[holder.id].status is JobStatus.COMPLETE
+    assert hook.created == [job_id]
+
+
+# --- run operator: deferral and resumption ------------------------------------------------------------------
+
+
+def test_run_defers_with_the_job_trigger_a_deadline_and_a_later_backstop(hook, ti, ids_file, tmp_path):
+    op = run_op(hook, ids_file, tmp_path / "out", deferrable=True, execution_timeout=timedelta(hours=2))
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context_of(ti))
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, XComplianceJobTrigger)
+    assert trigger.job_id == hook.created[0]
+    assert trigger.cancel_on_kill is True
+    assert trigger.deadline == pytest.approx(time.time() + 7200, abs=5)
+    assert deferred.value.method_name == "execute_complete"
+    assert timedelta(hours=2) < deferred.value.timeout <= timedelta(hours=2, seconds=DEFER_BACKSTOP_SECONDS)
+
+
+def defer_run(hook: FakeHook, ti: FakeTI, ids: Path, out: Path, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    op = run_op(hook, ids, out, deferrable=True, **kwargs)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context_of(ti))
+    return op, deferred.value.kwargs or {}
+
+
+def event(status: str, job_id: str, job_status: str | None, **extra: Any) -> dict[str, Any]:
+    return {"status": status, "job_id": job_id, "job_status": job_status, "message": f"m-{status}", **extra}
+
+
+def test_success_event_downloads_and_returns_a_summary(hook, ti, ids_file, tmp_path):
+    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out")
+    job_id = hook.created[0]
+    hook._set(job_id, status=JobStatus.COMPLETE)
+    summary = op.execute_complete(context_of(ti), event=event("success", job_id, "complete"), **kwargs)
+    assert summary["job_ids"] == [job_id]
+    assert summary["uploaded_ids"] == 10
+    assert summary["result_lines"] == 1
+    assert Path(summary["results_uris"][0]).read_text().startswith(f'{{"id": "{job_id}"')
+    assert "upload_url" not in str(summary)
+
+
+def test_timeout_event_cancels_the_job_then_fails(hook, ti, ids_file, tmp_path):
+    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out")
+    job_id = hook.created[0]
+    with pytest.raises(JobTimeoutError):
+        op.execute_complete(context_of(ti), event=event("timeout", job_id, "in_progress"), **kwargs)
+    assert hook.cancelled == [job_id]
+
+
+def test_timeout_event_fails_even_when_cancel_is_unsupported(hook, ti, ids_file, tmp_path):
+    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out")
+    hook.cancel_error = CancelNotSupportedError("no DELETE")
+    with pytest.raises(JobTimeoutError):
+        op.execute_complete(context_of(ti), event=event("timeout", hook.created[0], "in_progress"), **kwargs)
+
+
+def test_failed_job_event_fails_with_the_job_error_text(hook, ti, ids_file, tmp_path):
+    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out")
+    failed = event("error", hook.created[0], "failed", error="corrupt upload")
+    with pytest.raises(JobFailedError, match="corrupt upload") as raised:
+        op.execute_complete(context_of(ti), event=failed, **kwargs)
+    assert "max_ids_per_job" not in str(raised.value)
+
+
+def test_job_failing_with_a_size_error_suggests_max_ids_per_job(hook, ti, ids_file, tmp_path):
+    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out")
+    failed = event("error", hook.created[0], "failed", error="Upload too large")
+    with pytest.raises(JobFailedError, match="max_ids_per_job") as raised:
+        op.execute_complete(context_of(ti), event=failed, **kwargs)
+    assert "10 IDs" in str(raised.value)
+
+
+def test_expired_job_event_fails_as_expired(hook, ti, ids_file, tmp_path):
+    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out")
+    with pytest.raises(JobExpiredError):
+        op.execute_complete(context_of(ti), event=event("error", hook.created[0], "expired"), **kwargs)
+
+
+def test_polling_error_event_fails_without_cancelling_so_a_retry_reattaches(hook, ti, ids_file, tmp_path):
+    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out")
+    with pytest.raises(XComplianceError, match="m-error"):
+        op.execute_complete(context_of(ti), event=event("error", hook.created[0], None), **kwargs)
+    assert hook.cancelled == []
+
+
+@pytest.mark.parametrize("bad", [None, {"status": "weird", "job_id": "1"}, {"status": "success"}])
+def test_execute_complete_fails_closed_on_a_missing_or_unknown_event(hook, ti, ids_file, tmp_path, bad):
+    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out")
+    with pytest.raises(XComplianceError, match="Unexpected trigger event"):
+        op.execute_complete(context_of(ti), event=bad, **kwargs)
+
+
+def test_job_already_complete_after_upload_is_downloaded_without_deferring(hook, ti, ids_file, tmp_path):
+    hook.complete_on_upload = True
+    summary = run_op(hook, ids_file, tmp_path / "out", deferrable=True).execute(context_of(ti))
+    assert summary["job_ids"] == hook.created
+
+
+# --- run operator: chunks, progress and retries -------------------------------------------------------------
+
+
+def test_chunks_run_one_after_another_each_with_its_results(hook, ti, ids_file, tmp_path):
+    summary = run_op(hook, ids_file, tmp_path / "out", max_ids_per_job=4).execute(context_of(ti))
+    assert [count for _, count in hook.uploads] == [4, 4, 2]
+    assert summary["uploaded_ids"] == 10
+    assert len(set(summary["results_uris"])) == 3
+    assert [c["index"] for c in summary["chunks"]] == [0, 1, 2]
+    assert [c["job_name"].split("-")[-2][-3:] for c in summary["chunks"]] == [".c0", ".c1", ".c2"]
+
+
+def test_deferred_chunks_continue_with_the_next_chunk_after_each_event(hook, ti, ids_file, tmp_path):
+    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out", max_ids_per_job=6)
+    first = hook.created[0]
+    hook._set(first, status=JobStatus.COMPLETE)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute_complete(context_of(ti), event=event("success", first, "complete"), **kwargs)
+    second = hook.created[1]
+    assert deferred.value.trigger.job_id == second
+    hook._set(second, status=JobStatus.COMPLETE)
+    resumed = deferred.value.kwargs or {}
+    summary = op.execute_complete(context_of(ti), event=event("success", second, "complete"), **resumed)
+    assert summary["job_ids"] == [first, second]
+    assert [c["uploaded_ids"] for c in summary["chunks"]] == [6, 4]
+
+
+def test_retry_resumes_at_the_first_unfinished_chunk(hook, ti, ids_file, tmp_path):
+    out = tmp_path / "out"
+    op = run_op(hook, ids_file, out, max_ids_per_job=4)
+    original_wait = hook.wait_for_job
+    calls = itertools.count()
+
+    def dies_on_second_chunk(job_id: str, *args: Any, **kwargs: Any) -> Job:
+        if next(calls) == 1:
+            raise ConnectionError("worker died")
+        return original_wait(job_id, *args, **kwargs)
+
+    hook.wait_for_job = dies_on_second_chunk  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        op.execute(context_of(ti))
+    summary = run_op(hook, ids_file, out, max_ids_per_job=4).execute(context_of(ti))
+    assert len(hook.created) == 3
+    assert [count for _, count in hook.uploads] == [4, 4, 2]
+    assert summary["job_ids"] == hook.created
+    assert summary["uploaded_ids"] == 10
+
+
+def test_finished_chunk_without_its_results_file_is_downloaded_again(hook, ti, ids_file, tmp_path):
+    out = tmp_path / "out"
+    first = run_op(hook, ids_file, out).execute(context_of(ti))
+    Path(first["results_uris"][0]).unlink()
+    second = run_op(hook, ids_file, out).execute(context_of(ti))
+    assert second["job_ids"] == first["job_ids"]
+    assert Path(second["results_uris"][0]).exists()
+    assert len(hook.uploads) == 1
+
+
+def test_file_destination_gets_part_files_per_chunk(hook, ti, ids_file, tmp_path):
+    op = XComplianceRunJobOperator(
+        task_id="task",
+        job_type="tweets",
+        ids=str(ids_file),
+        destination=str(tmp_path / "results.jsonl"),
+        max_ids_per_job=5,
+    )
+    op.hook = hook  # type: ignore[misc]
+    summary = op.execute(context_of(ti))
+    assert summary["results_uris"] == [
+        str(tmp_path / "results.part-00000.jsonl"),
+        str(tmp_path / "results.part-00001.jsonl"),
+    ]
+
+
+def test_skipped_invalid_ids_are_published_beside_the_results(hook, ti, tmp_path):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("101\nbad\n102\n")
+    summary = run_op(hook, ids, tmp_path / "out", on_invalid="skip").execute(context_of(ti))
+    assert summary["uploaded_ids"] == 2
+    assert summary["ids"]["invalid"] == 1
+    assert "bad" in Path(summary["rejects_uri"]).read_text()
+
+
+def test_run_pushes_each_chunk_job_id_to_xcom(hook, ti, ids_file, tmp_path):
+    run_op(hook, ids_file, tmp_path / "out", max_ids_per_job=5).execute(context_of(ti))
+    assert [value for key, value in ti.xcom if key == "job_id"] == hook.created
+
+
+def test_non_deferrable_timeout_cancels_the_job(hook, ti, ids_file, tmp_path):
+    def too_slow(job_id: str, *args: Any, **kwargs: Any) -> Job:
+        raise JobTimeoutError("still running")
+
+    hook.wait_for_job = too_slow  # type: ignore[method-assign]
+    with pytest.raises(JobTimeoutError):
+        run_op(hook, ids_file, tmp_path / "out", timeout=60).execute(context_of(ti))
+    assert hook.cancelled == hook.created
+
+
+def test_on_kill_cancels_the_unfinished_job(hook, ti, ids_file, tmp_path):
+    op = run_op(hook, ids_file, tmp_path / "out", deferrable=True)
+    with pytest.raises(TaskDeferred):
+        op.execute(context_of(ti))
+    op.on_kill()
+    assert hook.cancelled == hook.created
+
+
+def test_template_fields_cover_ids_destination_and_name():
+    assert set(XComplianceRunJobOperator.template_fields) == {"ids", "destination", "name"}
+
+
+# --- download operator --------------------------------------------------------------------------------------
+
+
+def test_download_operator_returns_uri_and_line_count(hook, tmp_path):
+    job = hook.add(make_job(JobStatus.COMPLETE))
+    op = XComplianceDownloadResultsOperator(task_id="dl", job_id=job.id, destination=f"{tmp_path}/")
+    op.hook = hook  # type: ignore[misc]
+    result = op.execute({})  # type: ignore[arg-type]
+    assert result["result_lines"] == 1
+    assert Path(result["results_uri"]).exists()
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (JobStatus.IN_PROGRESS, XComplianceError),
+        (JobStatus.FAILED, JobFailedError),
+        (JobStatus.EXPIRED, JobExpiredError),
+    ],
+)
+def test_download_operator_refuses_a_job_that_is_not_complete(hook, tmp_path, status, error):
+    job = hook.add(make_job(status))
+    op = XComplianceDownloadResultsOperator(task_id="dl", job_id=job.id, destination=f"{tmp_path}/")
+    op.hook = hook  # type: ignore[misc]
+    with pytest.raises(error):
+        op.execute({})  # type: ignore[arg-type]
