@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -20,7 +21,9 @@ def main(argv: list[str] | None = None) -> None:
     server = EmulatorServer(
         config, on_ready=lambda: print(startup_message(server.base_url, config.token), flush=True)
     )
-    server.serve_forever()
+    # uvicorn re-raises Ctrl-C after its clean shutdown: there is nothing left to report.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
 
 
 if __name__ == "__main__":

@@ -9,12 +9,11 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from airflow_provider_xcompliance.emulator.state import ConflictError, EmulatorState, JobRecord
-
-router = APIRouter()
 
 CREATE_JOB = "POST /2/compliance/jobs"
 GET_JOB = "GET /2/compliance/jobs/:id"
@@ -280,21 +279,25 @@ async def _cancel(request: Request, state: EmulatorState) -> Response:
     return _job_or_problem(request, state, state.cancel_job)
 
 
-@router.post("/2/compliance/jobs")
 async def create_job(request: Request) -> Response:
     return await _guarded(request, CREATE_JOB, _create)
 
 
-@router.get("/2/compliance/jobs")
 async def list_jobs(request: Request) -> Response:
     return await _guarded(request, LIST_JOBS, _list)
 
 
-@router.get("/2/compliance/jobs/{job_id}")
 async def get_job(request: Request) -> Response:
     return await _guarded(request, GET_JOB, _get)
 
 
-@router.delete("/2/compliance/jobs/{job_id}")
 async def cancel_job(request: Request) -> Response:
     return await _guarded(request, CANCEL_JOB, _cancel)
+
+
+routes = [
+    Route("/2/compliance/jobs", create_job, methods=["POST"]),
+    Route("/2/compliance/jobs", list_jobs, methods=["GET"]),
+    Route("/2/compliance/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/2/compliance/jobs/{job_id}", cancel_job, methods=["DELETE"]),
+]

@@ -7,15 +7,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
 
 from airflow_provider_xcompliance.emulator import api, storage
 from airflow_provider_xcompliance.emulator.config import EmulatorConfig
 from airflow_provider_xcompliance.emulator.state import GROUND_TRUTH_FILE, EmulatorState
 
 
-def create_app(config: EmulatorConfig | None = None) -> FastAPI:
+def create_app(config: EmulatorConfig | None = None) -> Starlette:
     """A fresh emulator; its state is ``app.state.emulator`` and is closed when the app shuts down."""
     config = config or EmulatorConfig()
     if config.data_dir is None:
@@ -26,21 +28,22 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     state = EmulatorState(config, data_dir, owns_data_dir=owned)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
             state.close()
 
-    # No generated docs: the surface is the real API's, nothing more.
-    app = FastAPI(
-        title="X compliance emulator", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    app = Starlette(
+        routes=[
+            *api.routes,
+            *storage.routes,
+            Route("/_emulator/state", _state, methods=["GET"]),
+            Route("/_emulator/jobs/{job_id}/ground-truth", _ground_truth, methods=["GET"]),
+        ],
+        lifespan=lifespan,
     )
     app.state.emulator = state
-    app.include_router(api.router)
-    app.include_router(storage.router)
-    app.add_api_route("/_emulator/state", _state, methods=["GET"])
-    app.add_api_route("/_emulator/jobs/{job_id}/ground-truth", _ground_truth, methods=["GET"])
     return app
 
 
@@ -49,10 +52,10 @@ async def _state(request: Request) -> JSONResponse:
     return JSONResponse(request.app.state.emulator.snapshot())
 
 
-async def _ground_truth(request: Request, job_id: str) -> Response:
+async def _ground_truth(request: Request) -> Response:
     """The result records a job produced (JSONL, never truncated by fault injection)."""
     state: EmulatorState = request.app.state.emulator
-    job = state.get_job(job_id)  # only ids the emulator issued reach the file system
+    job = state.get_job(request.path_params["job_id"])  # only ids the emulator issued reach the file system
     path = state.job_dir(job.id) / GROUND_TRUTH_FILE if job else None
     if path is None or not path.is_file():
         return Response(status_code=404 if job is None else 200, media_type="application/x-ndjson")

@@ -376,6 +376,7 @@ class EmulatorState:
                 "requests": dict(self.requests),
                 "bytes_up": self.bytes_up,
                 "bytes_down": self.bytes_down,
+                "data_dir": str(self.data_dir),
             }
 
     def close(self) -> None:

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from airflow_provider_xcompliance.emulator.signing import Verdict
 from airflow_provider_xcompliance.emulator.state import (
@@ -26,8 +26,6 @@ from airflow_provider_xcompliance.emulator.state import (
     UploadSession,
 )
 from airflow_provider_xcompliance.models import JobStatus
-
-router = APIRouter()
 
 STORAGE_PATH = "/storage/{bucket}/{job_id}/{kind}/{object_name}"
 UPLOAD_CONTENT_TYPE = "text/plain"
@@ -67,6 +65,10 @@ class Authorized:
 
 def _authorize(request: Request, state: EmulatorState, kind: str) -> Authorized | Response:
     """Check the signature over the request path; the job named in the path then exists (we signed it)."""
+    if "authorization" in request.headers:  # a client leaking its API token to the storage host
+        return gcs_error(
+            400, "InvalidArgument", "Invalid argument.", "Multiple authentication mechanisms are not allowed."
+        )
     verification = state.signer.verify(request.url.path, request.query_params, state.now())
     if verification.verdict is Verdict.MISSING:
         return gcs_error(403, "AccessDenied", "Anonymous caller does not have storage.objects access.")
@@ -164,7 +166,6 @@ def _take_drop_fault(job: JobRecord, limit: int | None, attribute: str) -> int |
     return limit
 
 
-@router.api_route(STORAGE_PATH, methods=["PUT", "POST"])
 async def upload(request: Request) -> Response:
     state: EmulatorState = request.app.state.emulator
     state.count_request(f"{request.method} upload")
@@ -306,7 +307,6 @@ async def _stream_file(
             yield chunk
 
 
-@router.api_route(STORAGE_PATH, methods=["GET", "HEAD"])
 async def download(request: Request) -> Response:
     state: EmulatorState = request.app.state.emulator
     state.count_request(f"{request.method} download")
@@ -338,3 +338,9 @@ async def download(request: Request) -> Response:
         headers=headers,
         media_type="application/octet-stream",
     )
+
+
+routes = [
+    Route(STORAGE_PATH, upload, methods=["PUT", "POST"]),
+    Route(STORAGE_PATH, download, methods=["GET", "HEAD"]),
+]

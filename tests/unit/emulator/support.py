@@ -26,7 +26,8 @@ class FakeClock:
 
 
 def config(**overrides: Any) -> EmulatorConfig:
-    return EmulatorConfig(token=TOKEN, processing_seconds=0.0, **overrides)
+    """The test token and instant processing, unless a test says otherwise."""
+    return EmulatorConfig(**{"token": TOKEN, "processing_seconds": 0.0, **overrides})
 
 
 def create_job(client: httpx.Client, job_type: str = "tweets", **body: Any) -> dict[str, Any]:
