@@ -1,0 +1,108 @@
+"""Turn downloaded compliance results into Parquet tables a warehouse applies (thin glue over ``results``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Asset, BaseOperator
+
+from airflow_provider_xcompliance import storage
+from airflow_provider_xcompliance.models import JobType
+from airflow_provider_xcompliance.results import format_summary, results_to_parquet
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+ResultsInput = str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]]
+
+
+def result_sources(results: ResultsInput) -> dict[str, str | None]:
+    """Map each results file to its job id, from URIs or from the run operator's XCom dict(s).
+
+    The run operator returns ``{"results_uris": [...], "job_ids": [...], ...}``; the download operator returns
+    ``{"results_uri": ..., "job_id": ...}``. Plain URIs get their job id from the file name later.
+    """
+    items: Iterable[str | Mapping[str, Any]] = (
+        [results] if isinstance(results, (str, os.PathLike, Mapping)) else results
+    )
+    sources: dict[str, str | None] = {}
+    for item in items:
+        if isinstance(item, Mapping):
+            uris = item.get("results_uris", [item.get("results_uri")])
+            job_ids = item.get("job_ids", [item.get("job_id")])
+            if len(uris) != len(job_ids) or None in uris:
+                raise ValueError(f"Cannot read results files and job ids from {sorted(item)}")
+            sources.update(zip(uris, job_ids, strict=True))
+        else:
+            sources[os.fspath(item)] = None
+    if not sources:
+        raise ValueError("No results files given: nothing to convert")
+    return sources
+
+
+def _location(uri: str) -> Any:
+    """Local files as paths; others as ``ObjectStoragePath``, so Airflow connections supply credentials."""
+    return storage.local_path(uri) if storage.is_local(uri) else storage.object_path(uri)
+
+
+class XComplianceResultsToParquetOperator(BaseOperator):
+    """Convert compliance results (JSON Lines) into one Parquet table per action under ``destination``.
+
+    Layout (see :mod:`airflow_provider_xcompliance.results`): ``destination/delete/``,
+    ``destination/scrub_geo/`` and a folder per any other action, each a complete table with ``id``,
+    ``action``, ``reason``, ``created_at``, ``redacted_at``, ``job_id``, ``job_type``; ``_rejects.jsonl``
+    quarantines bad lines with their file and line number; ``_summary.json`` holds the counts. The output
+    is replaced atomically, so a rerun of the task replaces its own output and a reader never sees half a
+    table.
+
+    Give ``outlets=[Asset(...)]`` to schedule a warehouse DAG on the tables: each asset event carries the row
+    counts per action in its ``extra``.
+
+    :param results: a results URI, a list of them, or the XCom of ``XComplianceRunJobOperator`` /
+        ``XComplianceDownloadResultsOperator`` (templated).
+    :param destination: folder (local path or object-storage URI) that receives the tables (templated).
+    :param job_type: ``tweets`` or ``users``: written into every row so tables of both types can be merged.
+    :param id_type: ``int64`` (default) or ``string`` for the ``id`` column.
+    :param max_rejects: fail the task when more lines are quarantined than this count (``int``) or fraction
+        of lines read (``float``); the rejects file is still written. ``None`` never fails on rejects.
+    """
+
+    template_fields: Sequence[str] = ("results", "destination", "job_type")
+    ui_color = "#e8f1fb"
+
+    def __init__(
+        self,
+        *,
+        results: ResultsInput,
+        destination: str,
+        job_type: JobType | str,
+        id_type: str = "int64",
+        max_rejects: int | float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.results = results
+        self.destination = destination
+        self.job_type = job_type
+        self.id_type = id_type
+        self.max_rejects = max_rejects
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        sources = result_sources(self.results)
+        summary = results_to_parquet(
+            {_location(uri): job_id for uri, job_id in sources.items()},
+            _location(self.destination),
+            job_type=self.job_type,
+            id_type="string" if self.id_type == "string" else "int64",
+            max_rejects=self.max_rejects,
+        )
+        self.log.info("%s", format_summary(summary))
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra = {
+                    "destination": self.destination,
+                    "rows_by_action": dict(summary.rows_by_action),
+                }
+        return summary.to_dict()
