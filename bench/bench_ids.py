@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -54,9 +53,14 @@ def plain_read(path: Path) -> int:
     return count
 
 
-def current_rss_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+def memory_mib(field: str) -> float:
+    """``VmRSS`` or ``VmHWM`` (peak) of this process. Not ``ru_maxrss``: on Linux that keeps the
+    parent's peak across fork and exec, which would charge the file generation to every child."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} missing from /proc/self/status")
 
 
 def child(kind: str, path: Path) -> None:
@@ -68,7 +72,7 @@ def child(kind: str, path: Path) -> None:
         warm.write_text("1\n2\n")
         validate_ids(warm)
         prepare_ids(warm, Path(scratch) / "warm-out")
-        before_mib = current_rss_mib()
+        before_mib = memory_mib("VmRSS")
         start = time.perf_counter()
         if kind == "plain":
             lines = plain_read(path)
@@ -77,7 +81,7 @@ def child(kind: str, path: Path) -> None:
         else:
             lines = prepare_ids(path, Path(scratch) / "out").counts.read
         seconds = time.perf_counter() - start
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = memory_mib("VmHWM")
     result = {"kind": kind, "seconds": seconds, "rss_before_mib": before_mib, "peak_rss_mib": peak_mib}
     print(json.dumps({**result, "lines": lines}))
 
