@@ -1,0 +1,959 @@
+"""Compliance results (JSON Lines) to Parquet tables a warehouse can apply directly.
+
+Pure and Airflow-free: :func:`results_to_parquet` streams one or many result files (local paths, ``file://``
+or any fsspec URI such as ``s3://``, ``os.PathLike`` objects, and path objects with ``.open()`` such as
+``upath.UPath`` or Airflow's ``ObjectStoragePath``) and writes this layout::
+
+    destination/
+      delete/part-00000.parquet       one folder per action: each folder is a complete table
+      scrub_geo/part-00000.parquet    (both always written, empty tables when no row has that action)
+      <other action>/part-00000.parquet   any other action that appears; the name is %-escaped
+      _rejects.jsonl                  quarantined lines: source, line, reason, raw (first 1000 bytes)
+      _summary.json                   :class:`ConversionSummary` as JSON, written last
+
+One folder per table rather than Hive ``action=...`` partitions: every file carries its own ``action`` column,
+so no engine has to reconcile a partition key that also lives in the file (engines disagree on that);
+``destination/*/*.parquet`` loads all actions as one table. The ``_`` prefix makes Hive, Spark and Arrow
+dataset readers skip the side files.
+
+Schema: ``id`` int64 (or string), ``action``/``reason``/``job_id``/``job_type`` dictionary-encoded strings,
+``created_at``/``redacted_at`` ``timestamp[ms, UTC]`` (``redacted_at`` nullable). Unknown fields are ignored;
+unknown ``action`` and ``reason`` values are kept. A missing ``reason`` is kept as null.
+
+Bad lines are quarantined in ``_rejects.jsonl`` and never dropped silently. The summary reconciles exactly::
+
+    lines_read (non-blank lines) == rows_written + duplicates + rejected
+
+Speed: blocks of a few MiB go to pyarrow's JSON parser in worker threads (it releases the GIL). A block
+holding a bad line falls back to a vectorised line classifier (a strict one-flat-object regex over all lines),
+so only the odd lines go through Python and line numbers stay exact.
+
+Memory: valid rows are spilled to local Arrow IPC files, hash-partitioned by ``id`` into buckets sized from
+the input (about 128 MiB of JSON, under 1.5M rows, per bucket); duplicates are then collapsed one bucket at a
+time. Peak memory is a few blocks in flight plus one bucket, whatever the input size (up to 256 buckets,
+about 30 GiB of JSON, beyond which buckets grow). The first occurrence of an (id, action) pair wins, in the
+order sources were given.
+
+Atomic output: everything is written to a hidden sibling ``.<name>.staging-<uuid>`` and then swapped into
+place, so a rerun replaces its own output. Locally the swap is two renames (readers see the old or the new
+output, never a mix). Object stores have no atomic rename: the staging prefix is moved after the old output is
+removed, and ``_summary.json``, written last, marks a complete output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path, PurePath
+from typing import IO, Any, Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
+from urllib.parse import quote, unquote, urlparse
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+import pyarrow.parquet as pq
+
+from airflow_provider_xcompliance.exceptions import ResultsRejectedError
+from airflow_provider_xcompliance.models import JobType, parse_api_time
+
+__all__ = [
+    "KNOWN_ACTIONS",
+    "REJECTS_FILE",
+    "SUMMARY_FILE",
+    "ConversionSummary",
+    "format_summary",
+    "output_schema",
+    "results_to_parquet",
+]
+
+
+@runtime_checkable
+class OpenablePath(Protocol):
+    """What the converter needs from a path object: pathlib, ``upath.UPath``, ``ObjectStoragePath``."""
+
+    def open(self, mode: str = ...) -> IO[Any]: ...
+
+
+PathInput: TypeAlias = "str | os.PathLike[str] | OpenablePath"
+IdType = Literal["int64", "string"]
+
+KNOWN_ACTIONS = ("delete", "scrub_geo")
+REJECTS_FILE = "_rejects.jsonl"
+SUMMARY_FILE = "_summary.json"
+PART_FILE = "part-00000.parquet"
+
+_BLOCK_BYTES = 4 << 20
+_BUCKET_BYTES = 128 << 20
+_MAX_BUCKETS = 256
+_DEFAULT_BUCKETS = 64  # when the input size is unknown (a source that cannot be stat'ed)
+_ROW_GROUP_ROWS = 1 << 20
+_RAW_LIMIT = 1000
+_INT64_MAX = "9223372036854775807"
+_HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: snowflake low bits are not uniform
+_JOB_ID_IN_NAME = re.compile(r"(?<!\d)(\d{10,19})(?!\d)")
+
+_TEXT_FIELDS = ("id", "action", "created_at", "redacted_at", "reason")
+_JSON_SCHEMA = pa.schema([(name, pa.string()) for name in _TEXT_FIELDS])
+_PARSE_OPTIONS = pj.ParseOptions(
+    explicit_schema=_JSON_SCHEMA, unexpected_field_behavior="ignore", newlines_in_values=False
+)
+
+# One flat JSON object per line whose values are strings or null: pyarrow parses such lines into exactly one
+# row each with the all-string schema. Anything else goes through Python, line by line.
+_JSON_STRING = r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"'
+_MEMBER = rf"{_JSON_STRING}[ \t]*:[ \t]*(?:{_JSON_STRING}|null)"
+_FLAT_OBJECT = rf"^[ \t]*\{{[ \t]*(?:{_MEMBER}[ \t]*(?:,[ \t]*{_MEMBER}[ \t]*)*)?\}}[ \t\r]*\n$"
+_CASTABLE_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+_TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?$"
+
+TIMESTAMP = pa.timestamp("ms", tz="UTC")
+_DICT = pa.dictionary(pa.int32(), pa.string())
+_SPILL_FIELDS = [
+    ("reason", pa.int32()),
+    ("created_at", TIMESTAMP),
+    ("redacted_at", TIMESTAMP),
+    ("source", pa.int32()),
+]
+
+
+def output_schema(id_type: IdType = "int64") -> pa.Schema:
+    """The schema of every table written (``id`` is int64 or string)."""
+    return pa.schema(
+        [
+            pa.field("id", pa.int64() if id_type == "int64" else pa.string(), nullable=False),
+            pa.field("action", _DICT, nullable=False),
+            pa.field("reason", _DICT),
+            pa.field("created_at", TIMESTAMP, nullable=False),
+            pa.field("redacted_at", TIMESTAMP),
+            pa.field("job_id", _DICT),
+            pa.field("job_type", _DICT, nullable=False),
+        ]
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionSummary:
+    """What one conversion read, wrote and rejected. ``lines_read`` counts non-blank lines.
+
+    IDs are strings (as the API writes them) so the summary survives JSON consumers that round big integers.
+    """
+
+    destination: str
+    job_type: str
+    id_type: str
+    sources: tuple[str, ...]
+    job_ids: tuple[str, ...]
+    lines_read: int
+    blank_lines: int
+    rows_valid: int
+    rows_written: int
+    duplicates: int
+    rejected: int
+    rows_by_action: dict[str, int]
+    rows_by_reason: dict[str, int]
+    rows_by_action_reason: dict[str, dict[str, int]]
+    rejects_by_reason: dict[str, int]
+    id_min: str | None
+    id_max: str | None
+    created_at_min: datetime | None
+    created_at_max: datetime | None
+    redacted_at_min: datetime | None
+    redacted_at_max: datetime | None
+    tables: dict[str, str]
+    rejects_path: str
+    summary_path: str
+    seconds: float
+
+    @property
+    def reconciled(self) -> bool:
+        """True when every non-blank line is a written row, a collapsed duplicate or a reject.
+
+        ``rows_valid`` are the lines that parsed; when the reject threshold stopped the conversion no
+        tables were written, so ``rows_written`` and ``duplicates`` are 0.
+        """
+        collapsed = self.rows_written + self.duplicates
+        return self.lines_read == self.rows_valid + self.rejected and (
+            collapsed == self.rows_valid if self.tables else collapsed == 0
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: datetimes as ISO 8601 UTC strings, tuples as lists."""
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, datetime):
+                value = value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, dict):
+                value = json.loads(json.dumps(value))
+            out[field.name] = value
+        out["reconciled"] = self.reconciled
+        return out
+
+
+def format_summary(summary: ConversionSummary) -> str:
+    """Render a summary as a fixed-width text table for task logs."""
+    jobs = ", ".join(summary.job_ids) or "unknown"
+    lines = [
+        f"Compliance results -> Parquet ({summary.job_type}; jobs: {jobs})",
+        f"  {'lines read':<22}{summary.lines_read:>14,}   (+{summary.blank_lines:,} blank)",
+        f"  {'rows written':<22}{summary.rows_written:>14,}",
+        f"  {'duplicates collapsed':<22}{summary.duplicates:>14,}",
+        f"  {'rejected':<22}{summary.rejected:>14,}",
+        f"  {'reconciled':<22}{'yes' if summary.reconciled else 'NO':>14}",
+        "",
+        f"  {'action':<16}{'reason':<16}{'rows':>14}",
+    ]
+    for action, reasons in sorted(summary.rows_by_action_reason.items()):
+        for reason, count in sorted(reasons.items()):
+            lines.append(f"  {action:<16}{reason:<16}{count:>14,}")
+        lines.append(f"  {action:<16}{'(total)':<16}{summary.rows_by_action.get(action, 0):>14,}")
+    if summary.rejects_by_reason:
+        lines += ["", f"  {'reject reason':<32}{'lines':>14}"]
+        lines += [f"  {r:<32}{n:>14,}" for r, n in sorted(summary.rejects_by_reason.items())]
+    lines += [
+        "",
+        f"  id range      {summary.id_min} .. {summary.id_max}",
+        f"  created_at    {_fmt_time(summary.created_at_min)} .. {_fmt_time(summary.created_at_max)}",
+        f"  redacted_at   {_fmt_time(summary.redacted_at_min)} .. {_fmt_time(summary.redacted_at_max)}",
+        "",
+    ]
+    lines += [f"  table {action:<12} {path}" for action, path in sorted(summary.tables.items())]
+    lines.append(f"  rejects            {summary.rejects_path}")
+    return "\n".join(lines)
+
+
+def _fmt_time(value: datetime | None) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z") if value else "-"
+
+
+# --- Paths -------------------------------------------------------------------------------------------------
+
+
+def _as_path(value: PathInput) -> Any:
+    """pathlib.Path for local paths and ``file://`` URIs, ``upath.UPath`` for other URIs, else as given."""
+    if isinstance(value, str):
+        if "://" not in value:
+            return Path(value)
+        parsed = urlparse(value)
+        if parsed.scheme in ("file", "local"):
+            return Path(unquote(parsed.path))
+        from upath import UPath  # only needed for object storage
+
+        return UPath(value)
+    if isinstance(value, PurePath) or not isinstance(value, OpenablePath):
+        if isinstance(value, os.PathLike):
+            return Path(os.fspath(value))
+        raise TypeError(f"Not a path: {value!r}")
+    if getattr(value, "protocol", None) in ("file", "local"):
+        return Path(str(value.path))  # type: ignore[attr-defined]
+    return value
+
+
+def _is_local(path: Any) -> bool:
+    return isinstance(path, Path)
+
+
+def _size(path: Any) -> int | None:
+    try:
+        return int(path.stat().st_size)
+    except (OSError, AttributeError, NotImplementedError, TypeError, ValueError):
+        return None
+
+
+def _table_dir_name(action: str) -> str:
+    """A folder name for an action: %-escaped, never hidden (a leading ``.`` or ``_`` is escaped too)."""
+    name = quote(action, safe="")
+    if name[0] in "._":
+        name = f"%{ord(name[0]):02X}{name[1:]}"
+    return name
+
+
+def _job_id_from_name(path: Any) -> str | None:
+    matches = _JOB_ID_IN_NAME.findall(PurePath(str(path)).name)
+    return matches[-1] if matches else None
+
+
+def _normalise_sources(sources: Any, job_id: str | None) -> list[tuple[Any, str, str | None]]:
+    """(path, display name, job id) per source. A mapping gives job ids per source."""
+    if isinstance(sources, Mapping):
+        pairs = list(sources.items())
+    elif isinstance(sources, (str, os.PathLike, OpenablePath)):
+        pairs = [(sources, None)]
+    else:
+        pairs = [(source, None) for source in sources]
+    out = []
+    for source, source_job in pairs:
+        path = _as_path(source)
+        out.append((path, str(path), source_job or job_id or _job_id_from_name(path)))
+    return out
+
+
+# --- Parsing one block ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Block:
+    """A parsed block: valid rows (string action/reason, dictionary-encoded) and rejected lines."""
+
+    rows: pa.Table  # ordered by (bucket, action)
+    counts: np.ndarray  # rows per (bucket, index into the block's action dictionary)
+    rejects: list[tuple[int, str, bytes]]  # (line index in block, reason, raw line)
+    physical_lines: int
+    blank: int
+
+
+def _array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """One contiguous array: several pyarrow constructors take a slow per-value path for chunked input."""
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def _read_json(data: bytes | pa.Buffer) -> pa.Table:
+    options = pj.ReadOptions(use_threads=False, block_size=max(len(data), 1 << 16) + 1)
+    table = pj.read_json(pa.BufferReader(data), read_options=options, parse_options=_PARSE_OPTIONS)
+    table.validate(full=True)  # the reader lets invalid UTF-8 through; this raises ArrowInvalid instead
+    return table
+
+
+def _line_offsets(newlines: np.ndarray) -> np.ndarray:
+    offsets = np.zeros(len(newlines) + 1, np.int32)
+    offsets[1:] = newlines + 1
+    return offsets
+
+
+def _normalise_line(raw: bytes) -> bytes | str:
+    """One odd line, rewritten as a flat all-string JSON object, or the reason it is rejected."""
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return "malformed_json"
+    if not isinstance(obj, dict):
+        return "not_an_object"
+    record: dict[str, str | None] = {}
+    for name in _TEXT_FIELDS:
+        value = obj.get(name)
+        if name == "id" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if value is not None and not isinstance(value, str):
+            return f"invalid_{name}"
+        record[name] = value
+    try:
+        return json.dumps(record, ensure_ascii=False).encode() + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate escape ("\\udcff"): not text any warehouse can store
+        return "malformed_json"
+
+
+def _braced_lines(block: bytes, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
+    """Lines that start with ``{`` and end with ``}``: two byte lookups per line, no scan."""
+    data = np.frombuffer(block, np.uint8)
+    starts, last = offsets[:-1], offsets[1:] - 2  # the byte before each newline
+    closing = data[last]
+    closing = np.where(closing == 13, data[np.maximum(last - 1, 0)], closing)  # \r\n
+    return (data[starts] == ord("{")) & (closing == ord("}")) & (last > starts)
+
+
+def _flat_object_lines(block: bytes, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
+    """Lines that are one flat object of string/null values: exactly what parses to one row each."""
+    return pc.match_substring_regex(lines, _FLAT_OBJECT).to_numpy(zero_copy_only=False)
+
+
+def _no_lines(block: bytes, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
+    return np.zeros(len(lines), bool)
+
+
+def _parse_lines(
+    block: bytes, offsets: np.ndarray
+) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]], int]:
+    """Slow path: rows, their line indexes, rejected lines and the blank count of a block holding odd lines.
+
+    Lines a classifier passes go to pyarrow as they are; the others go through Python, one by one. The first,
+    cheap classifier catches truncated and garbage lines; if pyarrow still fails, a strict regex classifies
+    every line; if even that fails (invalid UTF-8, a duplicate key), every line goes through Python.
+    """
+    count = len(offsets) - 1
+    lines = pa.BinaryArray.from_buffers(
+        pa.binary(), count, [None, pa.py_buffer(offsets), pa.py_buffer(block)]
+    )
+    for classify in (_braced_lines, _flat_object_lines, _no_lines):
+        good = classify(block, offsets, lines)
+        rejects: list[tuple[int, str]] = []
+        blank = 0
+        fixed_at: list[int] = []
+        fixed: list[bytes] = []
+        for index in np.flatnonzero(~good).tolist():
+            raw = block[offsets[index] : offsets[index + 1]]
+            if not raw.strip(b" \t\r\n"):
+                blank += 1
+                continue
+            result = _normalise_line(raw)
+            if isinstance(result, str):
+                rejects.append((index, result))
+            else:
+                good[index] = True
+                fixed_at.append(index)
+                fixed.append(result)
+        chosen = lines
+        if fixed:
+            mask = np.zeros(count, bool)
+            mask[fixed_at] = True
+            chosen = pc.replace_with_mask(lines, pa.array(mask), pa.array(fixed, pa.binary()))
+        kept = chosen.filter(pa.array(good))
+        rows = np.flatnonzero(good)
+        if len(kept) == 0:
+            return _JSON_SCHEMA.empty_table(), rows, rejects, blank
+        kept_offsets = np.frombuffer(kept.buffers()[1], np.int32, len(kept) + 1, kept.offset * 4)
+        data = kept.buffers()[2][int(kept_offsets[0]) : int(kept_offsets[-1])]
+        try:
+            table = _read_json(data)
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            continue
+        if table.num_rows == len(rows):  # else a line held two objects: classify more strictly
+            return table, rows, rejects, blank
+    raise AssertionError("normalised lines must parse one row each")  # pragma: no cover
+
+
+def _parse_timestamps(values: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Parse API timestamps to ms UTC; returns (timestamps, invalid mask). Null stays null, not invalid.
+
+    One cast does a clean column; otherwise a shape check sets the odd values aside (they are few), so the
+    column is still cast in one go and only the odd values are normalised.
+    """
+    try:
+        return pc.cast(values, TIMESTAMP), pa.array(np.zeros(len(values), bool))
+    except pa.ArrowInvalid:
+        pass
+    castable = pc.fill_null(pc.match_substring_regex(values, _CASTABLE_TIMESTAMP), False)
+    try:
+        parsed = pc.cast(pc.if_else(castable, values, pa.scalar(None, pa.string())), TIMESTAMP)
+    except pa.ArrowInvalid:  # well-shaped but impossible (month 13) somewhere: treat all as odd
+        castable = pa.array(np.zeros(len(values), bool))
+        parsed = pa.nulls(len(values), TIMESTAMP)
+    odd = pc.and_(pc.is_valid(values), pc.invert(castable))
+    if pc.any(odd).as_py():
+        parsed = pc.replace_with_mask(parsed, odd, _parse_odd_timestamps(values.filter(odd)))
+    return parsed, pc.and_(pc.is_valid(values), pc.is_null(parsed))
+
+
+def _parse_odd_timestamps(values: pa.Array) -> pa.Array:
+    """Timestamps a plain cast refuses: sub-ms fractions, no zone (taken as UTC), or junk (null)."""
+    shaped = pc.fill_null(pc.match_substring_regex(values, _TIMESTAMP_SHAPE), False)
+    text = pc.replace_substring_regex(values, r"^(.{19}\.\d{3})\d+", r"\1")
+    zoneless = pc.fill_null(pc.match_substring_regex(text, r"^.{19}(?:\.\d+)?$"), False)
+    text = pc.if_else(zoneless, pc.binary_join_element_wise(text, "Z", ""), text)
+    text = pc.if_else(shaped, text, pa.scalar(None, pa.string()))
+    try:
+        return pc.cast(text, TIMESTAMP)
+    except pa.ArrowInvalid:  # well-shaped but impossible: decide value by value
+        return pa.array([_parse_one(v) for v in text.to_pylist()], TIMESTAMP)
+
+
+def _parse_one(value: str | None) -> datetime | None:
+    try:
+        return parse_api_time(value)
+    except ValueError:
+        return None
+
+
+def _convert_block(block: bytes, id_type: IdType, buckets: int) -> _Block:
+    """Parse, validate and bucket one block of whole lines (worker thread; pyarrow releases the GIL)."""
+    data = np.frombuffer(block, np.uint8)
+    newlines = np.flatnonzero(data == 10)
+    count = len(newlines)
+    table = None
+    if data[0] == ord("{") and (data[newlines[:-1] + 1] == ord("{")).all():  # every line starts an object
+        try:
+            table = _read_json(block)
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            table = None
+        if table is not None and table.num_rows != count:
+            table = None  # two objects on one line: only the slow path can tell which line
+    offsets = _line_offsets(newlines)
+    if table is None:
+        table, row_lines, line_rejects, blank = _parse_lines(block, offsets)
+    else:
+        row_lines, line_rejects, blank = np.arange(count), [], 0
+
+    rows, row_rejects = _validate(table.combine_chunks(), id_type)
+    rejects = [(index, reason) for index, reason in line_rejects]
+    rejects += [(int(row_lines[row]), reason) for row, reason in row_rejects]
+    raw = [(index, reason, block[offsets[index] : offsets[index + 1]]) for index, reason in sorted(rejects)]
+    rows, counts = _partition(rows, buckets)
+    return _Block(rows, counts, raw, count, blank)
+
+
+def _validate(table: pa.Table, id_type: IdType) -> tuple[pa.Table, list[tuple[int, str]]]:
+    """Type the columns; rows that cannot be typed become (row, reason) rejects."""
+    ids, action = _array(table["id"]), _array(table["action"])
+    created, created_bad = _parse_timestamps(_array(table["created_at"]))
+    redacted, redacted_bad = _parse_timestamps(_array(table["redacted_at"]))
+    digits = pc.fill_null(pc.match_substring_regex(ids, r"^[0-9]{1,19}$"), False)
+    if id_type == "int64":
+        too_big = pc.and_(pc.equal(pc.binary_length(ids), 19), pc.greater(ids, _INT64_MAX))
+        digits = pc.and_(digits, pc.invert(pc.fill_null(too_big, False)))
+    checks = [
+        ("missing_id", pc.is_null(ids)),
+        ("invalid_id", pc.invert(digits)),
+        ("missing_action", pc.fill_null(pc.equal(action, ""), True)),
+        ("missing_created_at", pc.is_null(table["created_at"])),
+        ("invalid_created_at", created_bad),
+        ("invalid_redacted_at", redacted_bad),
+    ]
+    bad = checks[0][1]
+    for _, mask in checks[1:]:
+        bad = pc.or_(bad, mask)
+    rejects: list[tuple[int, str]] = []
+    if pc.any(bad).as_py():
+        masks = [mask.to_numpy(zero_copy_only=False) for _, mask in checks]
+        first = np.select(masks, np.arange(len(checks)), default=-1)
+        rejects = [(row, checks[first[row]][0]) for row in np.flatnonzero(first >= 0).tolist()]
+        keep = pc.invert(bad)
+        table, created, redacted, ids = (x.filter(keep) for x in (table, created, redacted, ids))
+    typed_ids = pc.cast(ids, pa.int64()) if id_type == "int64" else ids
+    rows = pa.table(
+        {
+            "id": typed_ids,
+            "action": pc.dictionary_encode(table["action"]),
+            "reason": pc.dictionary_encode(table["reason"]),
+            "created_at": created,
+            "redacted_at": redacted,
+        }
+    )
+    return rows, rejects
+
+
+def _partition(rows: pa.Table, buckets: int) -> tuple[pa.Table, np.ndarray]:
+    """Order rows by (hash bucket of id, action); stable, so first occurrences stay first."""
+    action = _array(rows["action"])
+    actions = len(action.dictionary)
+    key = action.indices.to_numpy().astype(np.int64)
+    if buckets > 1 and rows.num_rows:
+        ids = _array(rows["id"])
+        hashes = (pc.cast(ids, pa.uint64()) if ids.type == pa.string() else ids).to_numpy()
+        shift = np.uint64(64 - buckets.bit_length() + 1)
+        key += ((hashes.astype(np.uint64) * _HASH_MULTIPLIER) >> shift).astype(np.int64) * actions
+    counts = np.bincount(key, minlength=buckets * actions).reshape(buckets, actions)
+    if rows.num_rows and (key[1:] < key[:-1]).any():
+        rows = rows.take(pa.array(np.argsort(key, kind="stable")))
+    return rows, counts
+
+
+def _bucket_count(total_bytes: int | None) -> int:
+    if total_bytes is None:
+        return _DEFAULT_BUCKETS
+    wanted = min(max(1, -(-total_bytes // _BUCKET_BYTES)), _MAX_BUCKETS)
+    return 1 << (wanted - 1).bit_length()  # a power of two: the hash keeps its top bits
+
+
+def _blocks(stream: IO[bytes], size: int) -> Iterator[bytes]:
+    """Whole-line blocks of about ``size`` bytes; the last one gets a newline if the file lacks it."""
+    carry = b""
+    while chunk := stream.read(size):
+        cut = chunk.rfind(b"\n") + 1
+        if cut:
+            yield carry + chunk[:cut] if carry else chunk[:cut]
+            carry = chunk[cut:]
+        else:
+            carry += chunk  # a line longer than a block
+    if carry:
+        yield carry + b"\n"
+
+
+# --- The conversion ---------------------------------------------------------------------------------------
+
+
+class _Vocabulary:
+    """Global dictionary codes for action/reason values, so spill files need only int32 codes."""
+
+    def __init__(self, seed: Iterable[str] = ()) -> None:
+        self.codes: dict[str, int] = {}
+        for value in seed:
+            self.code(value)
+
+    def code(self, value: str) -> int:
+        return self.codes.setdefault(value, len(self.codes))
+
+    def encode(self, column: pa.ChunkedArray | pa.Array) -> pa.Array:
+        array = _array(column)
+        mapping = pa.array([self.code(v) for v in array.dictionary.to_pylist()], pa.int32())
+        return pc.take(mapping, array.indices)
+
+    def values(self) -> pa.Array:
+        return pa.array(list(self.codes), pa.string())
+
+
+@dataclasses.dataclass
+class _Stats:
+    lines: int = 0
+    blank: int = 0
+    valid: int = 0
+    rejects: Counter[str] = dataclasses.field(default_factory=Counter)
+    written: Counter[str] = dataclasses.field(default_factory=Counter)
+    by_reason: dict[str, Counter[str]] = dataclasses.field(default_factory=dict)
+    ranges: dict[str, tuple[Any, Any]] = dataclasses.field(default_factory=dict)
+
+    def widen(self, name: str, column: pa.Array) -> None:
+        low, high = pc.min_max(column).values()
+        if not low.is_valid:
+            return
+        old = self.ranges.get(name)
+        lo, hi = low.as_py(), high.as_py()
+        self.ranges[name] = (min(old[0], lo), max(old[1], hi)) if old else (lo, hi)
+
+
+def results_to_parquet(
+    sources: PathInput | Iterable[PathInput] | Mapping[Any, str | None],
+    destination: PathInput,
+    *,
+    job_type: JobType | str,
+    job_id: str | None = None,
+    id_type: IdType = "int64",
+    max_rejects: int | float | None = None,
+    spill_dir: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+) -> ConversionSummary:
+    """Convert compliance result files to per-action Parquet tables under ``destination`` (see module doc).
+
+    ``sources``: one path or URI, several, or a mapping ``{source: job_id}`` (the results of several chunk
+    jobs). A source's job id is its mapping value, else ``job_id``, else the last 10-19 digit run in its file
+    name, else null. ``max_rejects``: an ``int`` is a count, a ``float`` a fraction of lines read; when
+    exceeded, the rejects file and summary are still committed (without tables) and
+    :class:`ResultsRejectedError` is raised. ``spill_dir``: local scratch space for the dedupe spill (default:
+    the system temp dir). ``workers``: parser threads (default: CPU count, at most 4).
+    """
+    started = time.monotonic()
+    job_type_value = JobType(job_type).value
+    if id_type not in ("int64", "string"):
+        raise ValueError(f"id_type must be 'int64' or 'string', not {id_type!r}")
+    inputs = _normalise_sources(sources, job_id)
+    final = _as_path(destination)
+    staging = final.parent / f".{final.name}.staging-{uuid.uuid4().hex[:12]}"
+    sizes = [_size(path) for path, _, _ in inputs]
+    buckets = _bucket_count(None if None in sizes else sum(s or 0 for s in sizes))
+    threads = workers or min(os.cpu_count() or 1, 4)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="xcompliance-results")
+
+    actions, reasons = _Vocabulary(KNOWN_ACTIONS), _Vocabulary()
+    stats = _Stats()
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="xcompliance-", dir=spill_dir) as scratch:
+            with (staging / REJECTS_FILE).open("w", encoding="utf-8") as rejects_out:
+                spills = _spill_phase(
+                    inputs,
+                    id_type,
+                    buckets,
+                    pool,
+                    threads,
+                    Path(scratch),
+                    actions,
+                    reasons,
+                    stats,
+                    rejects_out,
+                )
+            over = _over_threshold(max_rejects, sum(stats.rejects.values()), stats.lines)
+            tables: dict[str, str] = {}
+            if not over:
+                context = _TableContext(staging, final, inputs, job_type_value, id_type, actions, reasons)
+                tables = _write_tables(spills, context, pool, threads, stats)
+        summary = _summarise(inputs, final, job_type_value, id_type, stats, tables, started)
+        with (staging / SUMMARY_FILE).open("w", encoding="utf-8") as out:
+            json.dump(summary.to_dict(), out, indent=2)
+        _commit(staging, final)
+    except BaseException:
+        _remove(staging)
+        raise
+    finally:
+        pool.shutdown(cancel_futures=True)
+    if over:
+        raise ResultsRejectedError(
+            f"{summary.rejected:,} of {summary.lines_read:,} result lines were rejected, more than "
+            f"max_rejects={max_rejects}; no tables were written. See {summary.rejects_path}"
+        )
+    return summary
+
+
+def _over_threshold(max_rejects: int | float | None, rejected: int, lines: int) -> bool:
+    if max_rejects is None:
+        return False
+    if isinstance(max_rejects, float):
+        return rejected > max_rejects * lines
+    return rejected > max_rejects
+
+
+_K = TypeVar("_K")
+_T = TypeVar("_T")
+
+
+def _ordered(
+    pool: ThreadPoolExecutor, calls: Iterable[tuple[_K, Callable[[], _T]]], ahead: int
+) -> Iterator[tuple[_K, _T]]:
+    """Run calls in the pool, at most ``ahead`` queued beyond the one awaited; yield results in order."""
+    pending: deque[tuple[_K, Future[_T]]] = deque()
+    for key, call in calls:
+        pending.append((key, pool.submit(call)))
+        if len(pending) > ahead:
+            key, future = pending.popleft()
+            yield key, future.result()
+    while pending:
+        key, future = pending.popleft()
+        yield key, future.result()
+
+
+_Spills: TypeAlias = "dict[tuple[int, int], Path]"  # (action code, bucket) -> Arrow IPC file
+
+
+def _spill_phase(
+    inputs: list[tuple[Any, str, str | None]],
+    id_type: IdType,
+    buckets: int,
+    pool: ThreadPoolExecutor,
+    ahead: int,
+    scratch: Path,
+    actions: _Vocabulary,
+    reasons: _Vocabulary,
+    stats: _Stats,
+    rejects_out: IO[str],
+) -> _Spills:
+    """Read every source; valid rows go to spill files per (action, bucket) in input order."""
+    spill_schema = pa.schema([("id", pa.int64() if id_type == "int64" else pa.string()), *_SPILL_FIELDS])
+    paths: _Spills = {}
+    next_line = [1] * len(inputs)
+    with ExitStack() as stack:
+        writers: dict[tuple[int, int], pa.ipc.RecordBatchStreamWriter] = {}
+
+        def consume(source: int, name: str, block: _Block) -> None:
+            first_line = next_line[source]
+            next_line[source] += block.physical_lines
+            stats.lines += block.physical_lines - block.blank
+            stats.blank += block.blank
+            stats.valid += block.rows.num_rows
+            _write_rejects(rejects_out, name, first_line, block.rejects, stats)
+            if block.rows.num_rows == 0:
+                return
+            rows = block.rows
+            action = _array(rows["action"])
+            codes = [actions.code(value) for value in action.dictionary.to_pylist()]
+            spill = pa.table(
+                [
+                    rows["id"],
+                    reasons.encode(rows["reason"]),
+                    rows["created_at"],
+                    rows["redacted_at"],
+                    pa.array(np.full(rows.num_rows, source, np.int32)),
+                ],
+                schema=spill_schema,
+            )
+            start = 0
+            for (bucket, local), size in np.ndenumerate(block.counts):
+                if not size:
+                    continue
+                key = (codes[local], bucket)
+                if key not in writers:
+                    paths[key] = scratch / f"action-{key[0]:03d}-bucket-{bucket:04d}.arrow"
+                    writers[key] = stack.enter_context(pa.ipc.new_stream(str(paths[key]), spill_schema))
+                writers[key].write_table(spill.slice(start, size))
+                start += size
+
+        def calls() -> Iterator[tuple[tuple[int, str], Callable[[], _Block]]]:
+            for source, (path, name, _) in enumerate(inputs):
+                with path.open("rb") as stream:
+                    for block in _blocks(stream, _BLOCK_BYTES):
+                        yield (source, name), partial(_convert_block, block, id_type, buckets)
+
+        for (source, name), block in _ordered(pool, calls(), ahead):
+            consume(source, name, block)
+    return paths
+
+
+def _write_rejects(
+    out: IO[str], source: str, first_line: int, rejects: list[tuple[int, str, bytes]], stats: _Stats
+) -> None:
+    source_json = json.dumps(source)
+    for index, reason, raw in rejects:
+        text = raw[:_RAW_LIMIT].rstrip(b"\r\n").decode("utf-8", errors="replace")
+        out.write(
+            f'{{"source":{source_json},"line":{first_line + index},"reason":"{reason}",'
+            f'"raw":{json.dumps(text, ensure_ascii=False)},"cut":{json.dumps(len(raw) > _RAW_LIMIT)}}}\n'
+        )
+        stats.rejects[reason] += 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _TableContext:
+    """Everything the table phase needs besides the spill files, fixed once all input is read."""
+
+    staging: Any
+    final: Any
+    inputs: list[tuple[Any, str, str | None]]
+    job_type: str
+    id_type: IdType
+    actions: _Vocabulary
+    reasons: _Vocabulary
+
+    def output(self, part: pa.Table, action_code: int) -> pa.Table:
+        """Spilled rows (int codes, source index) as output rows with dictionary-encoded text columns."""
+        action_values, reason_values = self.actions.values(), self.reasons.values()
+        jobs = sorted({job for _, _, job in self.inputs if job})
+        job_codes = pa.array([jobs.index(job) if job else None for _, _, job in self.inputs], pa.int32())
+        zeros = pa.array(np.zeros(part.num_rows, np.int32))
+        return pa.Table.from_arrays(
+            [
+                part["id"],
+                pa.DictionaryArray.from_arrays(zeros, action_values.slice(action_code, 1)),
+                pa.DictionaryArray.from_arrays(_array(part["reason"]), reason_values),
+                part["created_at"],
+                part["redacted_at"],
+                pa.DictionaryArray.from_arrays(
+                    pc.take(job_codes, _array(part["source"])), pa.array(jobs, pa.string())
+                ),
+                pa.DictionaryArray.from_arrays(zeros, pa.array([self.job_type], pa.string())),
+            ],
+            schema=output_schema(self.id_type),
+        )
+
+
+def _write_tables(
+    spills: _Spills, context: _TableContext, pool: ThreadPoolExecutor, ahead: int, stats: _Stats
+) -> dict[str, str]:
+    """Collapse duplicates one spill file at a time (in worker threads) and write one table per action."""
+    schema = output_schema(context.id_type)
+    action_values, reason_values = context.actions.values(), context.reasons.values()
+    tables: dict[str, str] = {}
+
+    def load(code: int, spill: Path) -> pa.Table:
+        with pa.memory_map(str(spill)) as source:
+            rows = pa.ipc.open_stream(source).read_all()
+        spill.unlink()
+        return context.output(_collapse(rows), code)
+
+    for code in range(len(action_values)):
+        action = action_values[code].as_py()
+        folder = context.staging / _table_dir_name(action)
+        folder.mkdir(parents=True, exist_ok=True)
+        tables[action] = str(context.final / _table_dir_name(action))
+        files = [spills[key] for key in sorted(spills) if key[0] == code]
+        with (folder / PART_FILE).open("wb") as stream, pq.ParquetWriter(stream, schema) as writer:
+            buffered: list[pa.Table] = []
+            for _, part in _ordered(pool, ((None, partial(load, code, spill)) for spill in files), ahead):
+                _count(stats, action, part, reason_values)
+                buffered.append(part)
+                if sum(t.num_rows for t in buffered) >= _ROW_GROUP_ROWS:
+                    writer.write_table(pa.concat_tables(buffered), row_group_size=_ROW_GROUP_ROWS)
+                    buffered = []
+            if buffered:
+                writer.write_table(pa.concat_tables(buffered), row_group_size=_ROW_GROUP_ROWS)
+    return tables
+
+
+def _collapse(rows: pa.Table) -> pa.Table:
+    """Unique ids of one (action, bucket) spill, first occurrence kept; sorted only if duplicates exist."""
+    ids = _array(rows["id"])
+    if len(ids) < 2:
+        return rows
+    if ids.type == pa.int64():
+        ordered = np.sort(ids.to_numpy())
+        if not (ordered[1:] == ordered[:-1]).any():
+            return rows  # the common case: a cheap sort proves there is nothing to collapse
+    rows = rows.take(pc.sort_indices(ids)).combine_chunks()  # stable: first occurrence first
+    ids = _array(rows["id"])
+    new = np.ones(len(ids), bool)
+    new[1:] = ~pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(zero_copy_only=False)
+    return rows if new.all() else rows.filter(pa.array(new))
+
+
+def _count(stats: _Stats, action: str, part: pa.Table, reason_values: pa.Array) -> None:
+    stats.written[action] += part.num_rows
+    by_reason = stats.by_reason.setdefault(action, Counter())
+    for item in pc.value_counts(_array(part["reason"]).indices).to_pylist():
+        value = item["values"]
+        by_reason["(none)" if value is None else reason_values[value].as_py()] += item["counts"]
+    for name in ("id", "created_at", "redacted_at"):
+        stats.widen(name, part[name])
+
+
+def _summarise(
+    inputs: list[tuple[Any, str, str | None]],
+    final: Any,
+    job_type: str,
+    id_type: str,
+    stats: _Stats,
+    tables: dict[str, str],
+    started: float,
+) -> ConversionSummary:
+    written = sum(stats.written.values())
+    reason_totals: Counter[str] = Counter()
+    for counts in stats.by_reason.values():
+        reason_totals.update(counts)
+    ids = stats.ranges.get("id", (None, None))
+    created = stats.ranges.get("created_at", (None, None))
+    redacted = stats.ranges.get("redacted_at", (None, None))
+    return ConversionSummary(
+        destination=str(final),
+        job_type=job_type,
+        id_type=id_type,
+        sources=tuple(name for _, name, _ in inputs),
+        job_ids=tuple(dict.fromkeys(job for _, _, job in inputs if job)),
+        lines_read=stats.lines,
+        blank_lines=stats.blank,
+        rows_valid=stats.valid,
+        rows_written=written,
+        duplicates=stats.valid - written if tables else 0,
+        rejected=sum(stats.rejects.values()),
+        rows_by_action={action: stats.written.get(action, 0) for action in tables},
+        rows_by_reason=dict(sorted(reason_totals.items())),
+        rows_by_action_reason={a: dict(sorted(c.items())) for a, c in sorted(stats.by_reason.items())},
+        rejects_by_reason=dict(sorted(stats.rejects.items())),
+        id_min=None if ids[0] is None else str(ids[0]),
+        id_max=None if ids[1] is None else str(ids[1]),
+        created_at_min=_utc(created[0]),
+        created_at_max=_utc(created[1]),
+        redacted_at_min=_utc(redacted[0]),
+        redacted_at_max=_utc(redacted[1]),
+        tables=tables,
+        rejects_path=str(final / REJECTS_FILE),
+        summary_path=str(final / SUMMARY_FILE),
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(timezone.utc) if value else None
+
+
+# --- Commit -----------------------------------------------------------------------------------------------
+
+
+def _commit(staging: Any, final: Any) -> None:
+    """Swap the staged output into place, replacing a previous run's output."""
+    if _is_local(final):
+        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:12]}"
+        if final.exists():
+            os.replace(final, old)
+        os.replace(staging, final)
+        _remove(old)
+        return
+    fs = final.fs
+    if final.exists():
+        fs.rm(final.path, recursive=True)
+    fs.mv(staging.path, final.path, recursive=True)
+
+
+def _remove(path: Any) -> None:
+    if _is_local(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.fs.rm(path.path, recursive=True)

@@ -1,0 +1,413 @@
+"""Specification of the results converter: JSON Lines in, one Parquet table per action out."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from airflow_provider_xcompliance import results
+from airflow_provider_xcompliance.exceptions import ResultsRejectedError
+from airflow_provider_xcompliance.results import (
+    REJECTS_FILE,
+    SUMMARY_FILE,
+    ConversionSummary,
+    format_summary,
+    output_schema,
+    results_to_parquet,
+)
+
+
+def line(
+    id: str = "1265324480517361664",
+    action: str = "delete",
+    reason: str = "deleted",
+    created_at: str = "2019-10-29T17:02:47.000Z",
+    **extra: object,
+) -> str:
+    record: dict[str, object] = {"id": id, "action": action, "created_at": created_at, "reason": reason}
+    record.update(extra)
+    return json.dumps(record, separators=(",", ":"))
+
+
+def write(path: Path, *lines: str, ending: str = "\n") -> Path:
+    path.write_bytes("".join(text + ending for text in lines).encode("utf-8", "surrogateescape"))
+    return path
+
+
+def convert(tmp_path: Path, *lines: str, **kwargs: object) -> ConversionSummary:
+    source = write(tmp_path / "results.jsonl", *lines)
+    kwargs.setdefault("job_type", "tweets")
+    return results_to_parquet(source, tmp_path / "out", **kwargs)  # type: ignore[arg-type]
+
+
+def table(tmp_path: Path, action: str = "delete") -> pa.Table:
+    return pq.read_table(tmp_path / "out" / action / "part-00000.parquet")
+
+
+def rejects(tmp_path: Path) -> list[dict[str, object]]:
+    text = (tmp_path / "out" / REJECTS_FILE).read_text()
+    return [json.loads(row) for row in text.splitlines()]
+
+
+def ms(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+# --- Parsing ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2019-10-29T17:02:47.000Z", "2019-10-29T17:02:47.000"),
+        ("2017-09-10T20:06:37.421Z", "2017-09-10T20:06:37.421"),
+        ("2013-03-26T02:46:15+00:00", "2013-03-26T02:46:15.000"),
+        ("2013-03-26T02:46:15Z", "2013-03-26T02:46:15.000"),
+        ("2013-03-26T04:46:15+02:00", "2013-03-26T02:46:15.000"),
+        ("2013-03-26T02:46:15", "2013-03-26T02:46:15.000"),
+        ("2013-03-26T02:46:15.123456Z", "2013-03-26T02:46:15.123"),
+    ],
+)
+def test_every_timestamp_form_parses_to_utc_milliseconds(tmp_path: Path, value: str, expected: str) -> None:
+    convert(tmp_path, line(created_at=value, redacted_at=value))
+
+    row = table(tmp_path).to_pylist()[0]
+    assert row["created_at"] == ms(expected)
+    assert row["redacted_at"] == ms(expected)
+
+
+def test_odd_timestamps_parse_beside_ordinary_ones_in_one_block(tmp_path: Path) -> None:
+    convert(tmp_path, line(id="1"), line(id="2", created_at="2013-03-26T02:46:15"), line(id="3"))
+
+    assert table(tmp_path)["created_at"].to_pylist()[1] == ms("2013-03-26T02:46:15")
+
+
+def test_redacted_at_is_optional(tmp_path: Path) -> None:
+    convert(tmp_path, line())
+
+    assert table(tmp_path)["redacted_at"].to_pylist() == [None]
+
+
+def test_crlf_line_endings_are_accepted(tmp_path: Path) -> None:
+    source = write(tmp_path / "crlf.jsonl", line(id="1"), line(id="2"), ending="\r\n")
+
+    summary = results_to_parquet(source, tmp_path / "out", job_type="tweets")
+
+    assert summary.rows_written == 2
+    assert summary.rejected == 0
+
+
+def test_blank_lines_are_skipped_and_not_counted_as_read(tmp_path: Path) -> None:
+    summary = convert(tmp_path, "", line(id="1"), "   ", "\r", line(id="2"))
+
+    assert (summary.lines_read, summary.blank_lines, summary.rows_written) == (2, 3, 2)
+
+
+def test_a_file_without_a_final_newline_keeps_its_last_line(tmp_path: Path) -> None:
+    source = tmp_path / "results.jsonl"
+    source.write_text(line(id="1") + "\n" + line(id="2"))
+
+    assert results_to_parquet(source, tmp_path / "out", job_type="tweets").rows_written == 2
+
+
+def test_unknown_fields_are_ignored_whatever_their_type(tmp_path: Path) -> None:
+    convert(tmp_path, line(id="1", extra="x"), line(id="2", nested={"a": [1, 2]}, number=3.5, flag=True))
+
+    assert table(tmp_path).schema == output_schema()
+    assert table(tmp_path)["id"].to_pylist() == [1, 2]
+
+
+def test_numeric_json_id_is_accepted(tmp_path: Path) -> None:
+    convert(tmp_path, '{"id":1301182931,"action":"delete","created_at":"2013-03-26T02:46:15+00:00"}')
+
+    assert table(tmp_path)["id"].to_pylist() == [1301182931]
+
+
+def test_unknown_action_gets_its_own_table_and_unknown_reason_is_kept(tmp_path: Path) -> None:
+    summary = convert(
+        tmp_path, line(id="1", reason="bounced"), line(id="2", action="quarantine", reason="new")
+    )
+
+    assert table(tmp_path)["reason"].to_pylist() == ["bounced"]
+    assert table(tmp_path, "quarantine").to_pylist()[0]["reason"] == "new"
+    assert summary.rows_by_action == {"delete": 1, "scrub_geo": 0, "quarantine": 1}
+    assert summary.rows_by_action_reason["quarantine"] == {"new": 1}
+
+
+def test_action_folder_names_are_escaped_and_never_hidden(tmp_path: Path) -> None:
+    summary = convert(tmp_path, line(action="_a/b"))
+
+    assert summary.tables["_a/b"].endswith("%5Fa%2Fb")
+    assert pq.read_table(summary.tables["_a/b"])["action"].to_pylist() == ["_a/b"]
+
+
+def test_missing_reason_is_kept_as_null(tmp_path: Path) -> None:
+    summary = convert(tmp_path, '{"id":"7","action":"delete","created_at":"2019-10-29T17:02:47.000Z"}')
+
+    assert table(tmp_path)["reason"].to_pylist() == [None]
+    assert summary.rows_by_reason == {"(none)": 1}
+
+
+# --- Quarantine -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ('{"id":"1","action":"delete"', "malformed_json"),
+        ("not json", "malformed_json"),
+        (line(id="1") + line(id="2"), "malformed_json"),
+        (line().replace("delete", "\udcff"), "malformed_json"),  # the byte 0xff: invalid UTF-8
+        (line(action="\udcff"), "malformed_json"),  # a lone surrogate escape
+        ("null", "not_an_object"),
+        ('["1"]', "not_an_object"),
+        ('{"action":"delete","created_at":"2019-10-29T17:02:47.000Z"}', "missing_id"),
+        (line(id="12x"), "invalid_id"),
+        (line(id="-5"), "invalid_id"),
+        (line(id="9223372036854775808"), "invalid_id"),
+        ('{"id":true,"action":"delete","created_at":"2019-10-29T17:02:47.000Z"}', "invalid_id"),
+        (line(action=""), "missing_action"),
+        ('{"id":"1","action":5,"created_at":"2019-10-29T17:02:47.000Z"}', "invalid_action"),
+        ('{"id":"1","action":"delete"}', "missing_created_at"),
+        (line(created_at="yesterday"), "invalid_created_at"),
+        (line(created_at="2019-13-45T17:02:47.000Z"), "invalid_created_at"),
+        (line(redacted_at="soon"), "invalid_redacted_at"),
+    ],
+)
+def test_each_kind_of_bad_line_is_quarantined_with_its_line_number(
+    tmp_path: Path, bad: str, reason: str
+) -> None:
+    summary = convert(tmp_path, line(id="10"), "", bad, line(id="11"))
+
+    [reject] = rejects(tmp_path)
+    assert reject["line"] == 3
+    assert reject["reason"] == reason
+    assert reject["source"] == str(tmp_path / "results.jsonl")
+    assert summary.rejects_by_reason == {reason: 1}
+    assert table(tmp_path)["id"].to_pylist() == [10, 11]
+
+
+def test_a_null_first_line_is_quarantined(tmp_path: Path) -> None:
+    # pyarrow's JSON reader crashes the process on a block that starts with `null`: it must never see one.
+    convert(tmp_path, "null", line())
+
+    assert [r["reason"] for r in rejects(tmp_path)] == ["not_an_object"]
+
+
+def test_rejected_raw_lines_are_truncated(tmp_path: Path) -> None:
+    convert(tmp_path, "x" * 5000)
+
+    [reject] = rejects(tmp_path)
+    assert reject["raw"] == "x" * 1000
+    assert reject["cut"] is True
+
+
+def test_line_numbers_stay_exact_across_blocks_and_buckets(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(results, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(results, "_BUCKET_BYTES", 16384)
+    lines = [line(id=str(1000 + i)) for i in range(2000)]
+    bad_at = [7, 500, 501, 1999]
+    for number in bad_at:
+        lines[number - 1] = "{broken" if number % 2 else line(id="x")
+    lines[299] = ""
+
+    summary = convert(tmp_path, *lines)
+
+    assert [r["line"] for r in rejects(tmp_path)] == bad_at
+    assert summary.rows_written == 2000 - len(bad_at) - 1
+    assert sorted(table(tmp_path)["id"].to_pylist()) == sorted(
+        1000 + i for i in range(2000) if i + 1 not in bad_at and i != 299
+    )
+
+
+def test_reconciliation_accounts_for_every_non_blank_line(tmp_path: Path) -> None:
+    summary = convert(
+        tmp_path, line(id="1"), line(id="1"), line(id="2", action="scrub_geo"), "", "junk", line(id="x")
+    )
+
+    assert summary.lines_read == 5
+    assert (summary.rows_written, summary.duplicates, summary.rejected) == (2, 1, 2)
+    assert summary.lines_read == summary.rows_written + summary.duplicates + summary.rejected
+    assert summary.reconciled
+
+
+def test_rejects_over_a_count_threshold_fail_after_writing_the_rejects(tmp_path: Path) -> None:
+    with pytest.raises(ResultsRejectedError, match="2 of 3"):
+        convert(tmp_path, line(), "junk", "more junk", max_rejects=1)
+
+    assert len(rejects(tmp_path)) == 2
+    assert not (tmp_path / "out" / "delete").exists()
+    assert json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())["rejected"] == 2
+
+
+def test_rejects_over_a_fraction_threshold_fail(tmp_path: Path) -> None:
+    with pytest.raises(ResultsRejectedError):
+        convert(tmp_path, line(), line(id="2"), "junk", max_rejects=0.25)
+
+
+def test_rejects_within_the_threshold_pass(tmp_path: Path) -> None:
+    summary = convert(tmp_path, line(), line(id="2"), "junk", max_rejects=1)
+
+    assert summary.rejected == 1
+
+
+# --- Duplicates, ids, jobs --------------------------------------------------------------------------------
+
+
+def test_duplicates_across_files_collapse_to_the_first_occurrence(tmp_path: Path) -> None:
+    first = write(tmp_path / "a.jsonl", line(id="5", reason="deleted"), line(id="6"))
+    second = write(tmp_path / "b.jsonl", line(id="5", reason="suspended"), line(id="5", action="scrub_geo"))
+
+    summary = results_to_parquet({first: "111", second: "222"}, tmp_path / "out", job_type="tweets")
+
+    rows = sorted(table(tmp_path).to_pylist(), key=lambda row: row["id"])
+    assert [(r["id"], r["reason"], r["job_id"]) for r in rows] == [
+        (5, "deleted", "111"),
+        (6, "deleted", "111"),
+    ]
+    assert table(tmp_path, "scrub_geo")["id"].to_pylist() == [5]
+    assert summary.duplicates == 1
+
+
+def test_string_ids_keep_values_beyond_int64(tmp_path: Path) -> None:
+    convert(tmp_path, line(id="9999999999999999999"), line(id="1"), id_type="string")
+
+    assert table(tmp_path).schema == output_schema("string")
+    assert sorted(table(tmp_path)["id"].to_pylist()) == ["1", "9999999999999999999"]
+
+
+def test_int64_ids_are_the_default(tmp_path: Path) -> None:
+    convert(tmp_path, line(id="1265324480517361664"))
+
+    assert table(tmp_path).schema.field("id").type == pa.int64()
+    assert table(tmp_path)["id"].to_pylist() == [1265324480517361664]
+
+
+def test_job_ids_come_from_the_mapping_the_argument_or_the_file_name(tmp_path: Path) -> None:
+    named = write(tmp_path / "results_1425543269983784962.jsonl", line(id="1"))
+    mapped = write(tmp_path / "chunk-2.jsonl", line(id="2"))
+    unnamed = write(tmp_path / "chunk-3.jsonl", line(id="3"))
+
+    summary = results_to_parquet(
+        {named: None, mapped: "1425543269983784999", unnamed: None}, tmp_path / "out", job_type="users"
+    )
+
+    rows = {row["id"]: row for row in table(tmp_path).to_pylist()}
+    assert rows[1]["job_id"] == "1425543269983784962"
+    assert rows[2]["job_id"] == "1425543269983784999"
+    assert rows[3]["job_id"] is None
+    assert {row["job_type"] for row in rows.values()} == {"users"}
+    assert summary.job_ids == ("1425543269983784962", "1425543269983784999")
+
+
+def test_job_id_argument_applies_to_every_source(tmp_path: Path) -> None:
+    sources = [write(tmp_path / "a.jsonl", line(id="1")), write(tmp_path / "b.jsonl", line(id="2"))]
+
+    results_to_parquet([str(s) for s in sources], tmp_path / "out", job_type="tweets", job_id="42")
+
+    assert set(table(tmp_path)["job_id"].to_pylist()) == {"42"}
+
+
+def test_unknown_job_type_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="spaces"):
+        convert(tmp_path, line(), job_type="spaces")
+
+
+# --- Output -----------------------------------------------------------------------------------------------
+
+
+def test_empty_result_file_gives_empty_tables_with_the_schema(tmp_path: Path) -> None:
+    summary = convert(tmp_path)
+
+    for action in ("delete", "scrub_geo"):
+        assert table(tmp_path, action).num_rows == 0
+        assert table(tmp_path, action).schema == output_schema()
+    assert summary.lines_read == 0
+    assert summary.reconciled
+
+
+def test_tables_load_as_one_dataset_with_side_files_ignored(tmp_path: Path) -> None:
+    convert(tmp_path, line(id="1"), line(id="2", action="scrub_geo"), "junk")
+
+    loaded = pq.read_table(tmp_path / "out")
+
+    assert sorted(zip(loaded["id"].to_pylist(), loaded["action"].to_pylist(), strict=True)) == [
+        (1, "delete"),
+        (2, "scrub_geo"),
+    ]
+
+
+def test_rerun_replaces_its_own_output_atomically(tmp_path: Path) -> None:
+    convert(tmp_path, line(id="1", action="quarantine"))
+    summary = convert(tmp_path, line(id="2"))
+
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        REJECTS_FILE,
+        SUMMARY_FILE,
+        "delete",
+        "scrub_geo",
+    ]
+    assert table(tmp_path)["id"].to_pylist() == [2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "results.jsonl"]  # no staging left over
+    assert summary.tables.keys() == {"delete", "scrub_geo"}
+
+
+def test_failed_conversion_leaves_the_previous_output_and_no_staging(tmp_path: Path, monkeypatch) -> None:
+    convert(tmp_path, line(id="1"))
+
+    def explode(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(results, "_commit", explode)
+    with pytest.raises(OSError, match="disk full"):
+        convert(tmp_path, line(id="2"))
+
+    assert table(tmp_path)["id"].to_pylist() == [1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "results.jsonl"]
+
+
+def test_object_storage_paths_work_end_to_end(tmp_path: Path) -> None:
+    from upath import UPath
+
+    source = UPath("memory://bucket/in/results.jsonl")
+    source.write_text(line(id="1") + "\n")
+    destination = "memory://bucket/out"
+
+    summary = results_to_parquet(source, destination, job_type="tweets")
+    summary = results_to_parquet(str(source), destination, job_type="tweets")  # rerun replaces
+
+    with UPath(summary.tables["delete"], protocol="memory").joinpath("part-00000.parquet").open("rb") as f:
+        assert pq.read_table(f)["id"].to_pylist() == [1]
+    assert UPath(summary.summary_path).exists()
+
+
+def test_summary_is_written_beside_the_tables_and_json_safe(tmp_path: Path) -> None:
+    summary = convert(
+        tmp_path,
+        line(id="3", redacted_at="2020-07-29T17:02:47.421Z"),
+        line(id="9", created_at="2013-03-26T02:46:15+00:00"),
+        job_id="77",
+    )
+
+    written = json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())
+    assert written == json.loads(json.dumps(summary.to_dict()))
+    assert (written["id_min"], written["id_max"]) == ("3", "9")
+    assert written["created_at_min"] == "2013-03-26T02:46:15.000Z"
+    assert written["redacted_at_max"] == "2020-07-29T17:02:47.421Z"
+    assert written["reconciled"] is True
+
+
+def test_format_summary_shows_counts_per_action_and_reason(tmp_path: Path) -> None:
+    summary = convert(tmp_path, line(id="1"), line(id="2", reason="protected"), "junk")
+
+    text = format_summary(summary)
+
+    assert re.search(r"delete +protected +1\n", text)
+    assert re.search(r"malformed_json +1\n", text)
+    assert re.search(r"reconciled +yes\n", text)
