@@ -10,14 +10,17 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Airflow reads these at import time: they must be set before any test module imports airflow.
-_AIRFLOW_HOME = tempfile.mkdtemp(prefix="xcompliance-airflow-home-")
-os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
-# dag.test() only runs DAGs found under the dags folder: the repo root covers dags/ and tests/dags/
-# (.airflowignore keeps the package, the venv and the benchmarks out of parsing).
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT)
-os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ.pop("AIRFLOW_CONN_X_DEFAULT", None)
+# Airflow reads these at import time: they must be set before any test module imports airflow. Set once per
+# process: a DagBag that parses this file again must not move the Airflow home or drop a test's connection.
+if "_XCOMPLIANCE_TEST_AIRFLOW_HOME" not in os.environ:
+    os.environ["_XCOMPLIANCE_TEST_AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="xcompliance-airflow-home-")
+    os.environ["AIRFLOW_HOME"] = os.environ["_XCOMPLIANCE_TEST_AIRFLOW_HOME"]
+    # dag.test() only runs DAGs found under the dags folder: the repo root covers dags/ and tests/dags/
+    # (.airflowignore keeps the package, the venv, the scripts and the other tests out of parsing).
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT)
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    os.environ.pop("AIRFLOW_CONN_X_DEFAULT", None)  # a developer's real connection must never leak in
+_AIRFLOW_HOME = os.environ["AIRFLOW_HOME"]
 
 
 @pytest.fixture(scope="session")
