@@ -294,37 +294,10 @@ class XComplianceHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["login", "schema", "port"],
-            "relabeling": {"password": "Bearer token", "host": "API base URL"},
-            "placeholders": {
-                "host": DEFAULT_BASE_URL,
-                "password": "App-only bearer token (OAuth 2.0)",
-                "extra": '{"timeout": 30, "max_retries": 5}',
-            },
-        }
+        """The connection form for Airflow < 3.2 (newer versions read ``get_provider_info()`` instead)."""
+        from airflow_provider_xcompliance import UI_FIELD_BEHAVIOUR
 
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-        from flask_babel import lazy_gettext
-        from wtforms import IntegerField
-        from wtforms.validators import NumberRange, Optional
-
-        return {
-            "timeout": IntegerField(
-                lazy_gettext("Request timeout (seconds)"),
-                validators=[Optional(), NumberRange(min=1)],
-                widget=BS3TextFieldWidget(),
-                default=int(DEFAULT_TIMEOUT),
-            ),
-            "max_retries": IntegerField(
-                lazy_gettext("Retries of transient errors"),
-                validators=[Optional(), NumberRange(min=0)],
-                widget=BS3TextFieldWidget(),
-                default=RetryPolicy().max_attempts - 1,
-            ),
-        }
+        return {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
 
     def _load_settings(self) -> _Settings:
         if self._settings is None:

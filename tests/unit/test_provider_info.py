@@ -26,10 +26,8 @@ def test_provider_info_declares_the_x_api_connection_type() -> None:
     assert info["package-name"] == "airflow-provider-xcompliance"
     assert info["versions"] == [airflow_provider_xcompliance.__version__]
     (conn,) = info["connection-types"]
-    assert conn == {
-        "connection-type": "x_api",
-        "hook-class-name": "airflow_provider_xcompliance.hooks.compliance.XComplianceHook",
-    }
+    assert conn["connection-type"] == "x_api"
+    assert conn["hook-class-name"] == "airflow_provider_xcompliance.hooks.compliance.XComplianceHook"
 
 
 def test_every_module_listed_in_provider_info_imports() -> None:
@@ -56,3 +54,15 @@ def test_airflow_providers_list_shows_the_provider() -> None:
     )
     listed = json.loads(completed.stdout[completed.stdout.index("[") :])
     assert any(p["package_name"] == "airflow-provider-xcompliance" for p in listed)
+
+
+def test_connection_form_is_declared_for_the_ui_without_importing_the_hook() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    behaviour = manager.field_behaviours["x_api"]
+    assert behaviour["relabeling"] == {"password": "Bearer token", "host": "API base URL"}
+    assert set(behaviour["hidden_fields"]) == {"login", "schema", "port"}
+    widgets = manager.connection_form_widgets
+    assert widgets["extra__x_api__timeout"].field["schema"]["title"] == "Request timeout (seconds)"
+    assert "extra__x_api__max_retries" in widgets
