@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 Record = dict[str, Any]
-Lookup = Callable[[str, int], "Record | None"]  # (job type, ID) -> the result record, or None if compliant
 
 _MASK64 = (1 << 64) - 1
 _FIBONACCI = 0x9E3779B97F4A7C15
@@ -62,8 +66,7 @@ def _pick_reason(job_type: str, bits: int) -> str:
 
 def _format_time(ms: int, style: int) -> str:
     """The three timestamp forms seen in real result files: ``.000Z``, ``.421Z`` and ``+00:00``."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    base = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000))  # 2x faster than datetime
     if style == 0:
         return base + ".000Z"
     if style == 1:
@@ -99,27 +102,56 @@ def deterministic_record(job_type: str, id_value: int) -> Record | None:
     return record
 
 
-def load_ground_truth(path: Path) -> Lookup:
-    """A lookup over a JSONL file of result records (``id`` required; an optional ``type`` limits a record
-    to ``tweets`` or ``users`` jobs; other fields are returned as written)."""
-    by_key: dict[tuple[str | None, int], Record] = {}
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-                id_value = int(str(record["id"]))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{number}: not a result record with a numeric id ({exc})") from exc
-            job_type = record.pop("type", None)
-            record["id"] = str(id_value)
-            by_key[(job_type, id_value)] = record
+class ResultSource(Protocol):
+    """Decides which IDs need action: a cheap vectorised pre-filter, then the record of each candidate."""
 
-    def lookup(job_type: str, id_value: int) -> Record | None:
-        return by_key.get((job_type, id_value)) or by_key.get((None, id_value))
+    def candidates(self, ids: np.ndarray) -> np.ndarray:
+        """A boolean mask over ``ids`` (uint64) of those that may need action."""
+        ...
 
-    return lookup
+    def record(self, job_type: str, id_value: int) -> Record | None:
+        """The result record of one ID, or None when it is compliant."""
+        ...
+
+
+class RuleSource:
+    """The built-in rule (:func:`deterministic_record`)."""
+
+    def candidates(self, ids: np.ndarray) -> np.ndarray:
+        mixed = ids * np.uint64(_FIBONACCI)  # uint64 arithmetic wraps, as the rule's "& _MASK64" does
+        return np.asarray((mixed >> np.uint64(54)) < _FLAGGED_PER_1024)
+
+    def record(self, job_type: str, id_value: int) -> Record | None:
+        return deterministic_record(job_type, id_value)
+
+
+class GroundTruthSource:
+    """Records from a JSONL file: ``id`` required; an optional ``type`` limits a record to ``tweets`` or
+    ``users`` jobs; other fields are returned as written."""
+
+    def __init__(self, path: Path) -> None:
+        self._records: dict[tuple[str | None, int], Record] = {}
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    record = json.loads(raw)
+                    id_value = int(str(record["id"]))
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ValueError(
+                        f"{path}:{number}: not a result record with a numeric id ({exc})"
+                    ) from exc
+                job_type = record.pop("type", None)
+                record["id"] = str(id_value)
+                self._records[(job_type, id_value)] = record
+        self._ids = np.array(sorted({id_value for _, id_value in self._records}), dtype=np.uint64)
+
+    def candidates(self, ids: np.ndarray) -> np.ndarray:
+        return np.isin(ids, self._ids)
+
+    def record(self, job_type: str, id_value: int) -> Record | None:
+        return self._records.get((job_type, id_value)) or self._records.get((None, id_value))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,13 +172,55 @@ def parse_id_line(raw: bytes) -> int | None:
     return None
 
 
+def _parse_block(block: bytes) -> tuple[np.ndarray, int, int]:
+    """The valid IDs in a block of whole lines, the number of blank lines, and the number of lines.
+
+    Arrow's kernels do the per-line work on a view of the block (50 million lines in seconds, not
+    minutes); a block that is not UTF-8 falls back to :func:`parse_id_line`, line by line.
+    """
+    ends = np.flatnonzero(np.frombuffer(block, np.uint8) == ord("\n")) + 1
+    if not len(ends) or ends[-1] != len(block):  # a last line without its newline
+        ends = np.append(ends, len(block))
+    offsets = np.concatenate(([0], ends)).astype(np.int32)  # blocks are far below 2 GiB
+    lines = pa.Array.from_buffers(pa.binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(block)])
+    try:
+        text = pc.utf8_trim_whitespace(lines.cast(pa.string()))
+    except pa.ArrowInvalid:
+        raw_lines = block.removesuffix(b"\n").split(b"\n")
+        parsed = [value for value in map(parse_id_line, raw_lines) if value is not None]
+        blank = sum(not line.strip() for line in raw_lines)
+        return np.array(parsed, dtype=np.uint64), blank, len(raw_lines)
+    blank = pc.sum(pc.equal(pc.utf8_length(text), 0)).as_py() or 0
+    valid = pc.filter(text, pc.match_substring_regex(text, r"^[0-9]{1,19}$"))
+    return pc.cast(valid, pa.uint64()).to_numpy(zero_copy_only=False), blank, len(ends)
+
+
+def _line_blocks(path: Path, block_size: int = 8 * 1024 * 1024) -> Iterator[bytes]:
+    """The file in blocks of about ``block_size`` bytes cut at line ends (a leading UTF-8 BOM dropped)."""
+    carry = b""
+    with path.open("rb") as source:
+        first = True
+        while chunk := source.read(block_size):
+            if first and chunk.startswith(b"\xef\xbb\xbf"):
+                chunk = chunk[3:]
+            first = False
+            cut = chunk.rfind(b"\n") + 1
+            if not cut:  # no line end yet: keep collecting
+                carry += chunk
+                continue
+            yield carry + chunk[:cut]
+            carry = chunk[cut:]
+    if carry:
+        yield carry
+
+
 def process_upload(
     upload: Path,
     results: Path,
     ground_truth: Path,
     *,
     job_type: str,
-    lookup: Lookup,
+    source: ResultSource,
     crlf: bool = False,
 ) -> ProcessingOutcome:
     """Stream ``upload`` and write one result line per distinct ID needing action.
@@ -157,25 +231,19 @@ def process_upload(
     ending = b"\r\n" if crlf else b"\n"
     seen: set[int] = set()
     ids = invalid = blank = 0
-    with upload.open("rb") as source, results.open("wb") as out, ground_truth.open("wb") as truth:
-        for number, raw in enumerate(source):
-            if number == 0 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            if not raw.strip():
-                blank += 1
-                continue
-            id_value = parse_id_line(raw)
-            if id_value is None:
-                invalid += 1
-                continue
-            ids += 1
-            record = lookup(job_type, id_value)
-            if record is None or id_value in seen:
-                continue
-            seen.add(id_value)
-            line = json.dumps(record, separators=(",", ":")).encode()
-            out.write(line + ending)
-            truth.write(line + b"\n")
+    with results.open("wb") as out, ground_truth.open("wb") as truth:
+        for block in _line_blocks(upload):
+            valid, blank_lines, lines = _parse_block(block)
+            ids, blank = ids + len(valid), blank + blank_lines
+            invalid += lines - blank_lines - len(valid)
+            for id_value in valid[source.candidates(valid)].tolist():
+                record = source.record(job_type, id_value)
+                if record is None or id_value in seen:
+                    continue
+                seen.add(id_value)
+                line = json.dumps(record, separators=(",", ":")).encode()
+                out.write(line + ending)
+                truth.write(line + b"\n")
     return ProcessingOutcome(ids=ids, invalid_lines=invalid, blank_lines=blank, results=len(seen))
 
 

@@ -142,10 +142,8 @@ class EmulatorState:
         self.data_dir = data_dir
         self._owns_data_dir = owns_data_dir
         self.signer = UrlSigner()
-        self.lookup: results.Lookup = (
-            results.load_ground_truth(config.ground_truth)
-            if config.ground_truth
-            else results.deterministic_record
+        self.source: results.ResultSource = (
+            results.GroundTruthSource(config.ground_truth) if config.ground_truth else results.RuleSource()
         )
         self.jobs: dict[str, JobRecord] = {}
         self.requests: collections.Counter[str] = collections.Counter()
@@ -337,7 +335,7 @@ class EmulatorState:
                 directory / RESULTS_FILE,
                 directory / GROUND_TRUTH_FILE,
                 job_type=job.type,
-                lookup=self.lookup,
+                source=self.source,
                 crlf=self.config.crlf,
             )
             limit = self.config.max_upload_ids

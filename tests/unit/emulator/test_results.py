@@ -5,15 +5,18 @@ from __future__ import annotations
 import collections
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from airflow_provider_xcompliance.emulator import EmulatorHandle, run_emulator
 from airflow_provider_xcompliance.emulator.results import (
+    GroundTruthSource,
+    RuleSource,
     deterministic_record,
-    load_ground_truth,
     process_upload,
 )
 from airflow_provider_xcompliance.models import parse_api_time
@@ -23,7 +26,7 @@ from .support import TOKEN, config, create_job, id_file, upload, wait_for_status
 SNOWFLAKES = range(1_400_000_000_000_000_000, 1_400_000_000_000_000_000 + 200_000 * 7919, 7919)
 
 
-def flagged(job_type: str, ids: range = SNOWFLAKES) -> list[dict[str, str]]:
+def flagged(job_type: str, ids: Iterable[int] = SNOWFLAKES) -> list[dict[str, str]]:
     return [record for id_value in ids if (record := deterministic_record(job_type, id_value))]
 
 
@@ -103,7 +106,7 @@ def test_processing_ignores_and_counts_bad_lines(tmp_path: Path) -> None:
         tmp_path / "results.jsonl",
         tmp_path / "truth.jsonl",
         job_type="tweets",
-        lookup=deterministic_record,
+        source=RuleSource(),
     )
 
     expected_results = 1 + (deterministic_record("tweets", 42) is not None)
@@ -121,7 +124,7 @@ def test_crlf_option_writes_crlf_lines(tmp_path: Path) -> None:
         tmp_path / "results.jsonl",
         tmp_path / "truth.jsonl",
         job_type="tweets",
-        lookup=deterministic_record,
+        source=RuleSource(),
         crlf=True,
     )
 
@@ -137,17 +140,17 @@ def test_a_ground_truth_file_decides_which_ids_need_action(tmp_path: Path) -> No
         '{"id": 12, "type": "users", "action": "delete", "reason": "suspended"}\n'
         "\n"
     )
-    lookup = load_ground_truth(truth)
+    source = GroundTruthSource(truth)
 
-    assert lookup("tweets", 11) == {
+    assert source.record("tweets", 11) == {
         "id": "11",
         "action": "delete",
         "reason": "deleted",
         "created_at": "2020-01-01T00:00:00.000Z",
     }
-    assert lookup("users", 12) == {"id": "12", "action": "delete", "reason": "suspended"}
-    assert lookup("tweets", 12) is None
-    assert lookup("tweets", 13) is None
+    assert source.record("users", 12) == {"id": "12", "action": "delete", "reason": "suspended"}
+    assert source.record("tweets", 12) is None
+    assert source.record("tweets", 13) is None
 
 
 def test_a_malformed_ground_truth_file_is_refused_with_its_line(tmp_path: Path) -> None:
@@ -155,7 +158,7 @@ def test_a_malformed_ground_truth_file_is_refused_with_its_line(tmp_path: Path) 
     truth.write_text('{"id": "1"}\n{"reason": "deleted"}\n')
 
     with pytest.raises(ValueError, match=r"truth\.jsonl:2"):
-        load_ground_truth(truth)
+        GroundTruthSource(truth)
 
 
 def test_the_emulator_serves_ground_truth_records(tmp_path: Path) -> None:
@@ -201,6 +204,24 @@ def test_truncated_results_end_in_a_broken_line_but_ground_truth_is_whole() -> N
         json.loads(served[-1])
     assert [json.loads(line) for line in served[:-1]] == truth[: len(served) - 1]
     assert len(served) < len(truth)
+
+
+def test_the_vectorised_prefilter_agrees_with_the_rule() -> None:
+    ids = np.arange(1, 50_000, dtype=np.uint64) * np.uint64(982_451_653)
+    mask = RuleSource().candidates(ids)
+
+    assert [int(i) for i in ids[mask]] == [int(r["id"]) for r in flagged("tweets", [int(i) for i in ids])]
+
+
+def test_non_utf8_lines_are_counted_invalid_without_losing_the_rest(tmp_path: Path) -> None:
+    upload_file = tmp_path / "upload.txt"
+    upload_file.write_bytes(b"1\n\xff\xfe\n2\n")
+
+    outcome = process_upload(
+        upload_file, tmp_path / "r.jsonl", tmp_path / "t.jsonl", job_type="users", source=RuleSource()
+    )
+
+    assert (outcome.ids, outcome.invalid_lines) == (2, 1)
 
 
 def test_every_record_has_the_documented_fields() -> None:
