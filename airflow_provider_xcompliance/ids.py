@@ -78,7 +78,6 @@ CHUNK_PREFIX = "ids-"
 
 _WHITESPACE = b" \t\r\n\v\f"
 _BOM = b"\xef\xbb\xbf"
-_VALID_CELL = r"^0*[1-9][0-9]{0,18}$"
 _GLOB_MAGIC = re.compile(r"[*?\[]")
 _SUFFIX_FORMATS: dict[str, Fmt] = {
     "": "text",
@@ -269,7 +268,7 @@ def _clean_text_block(block: bytes) -> tuple[bytes, int] | None:
     return block, len(newlines)
 
 
-def _text_batch(source: str, first_line: int, block: bytes) -> IdBatch:
+def _text_batch(source: str, first_line: int, block: bytes, unit: Literal["line", "row"] = "line") -> IdBatch:
     """Validate whole ``\\n``-terminated lines starting at line number ``first_line``."""
     clean = _clean_text_block(block)
     if clean is not None:
@@ -286,9 +285,13 @@ def _text_batch(source: str, first_line: int, block: bytes) -> IdBatch:
         elif reason is None:
             blank += 1
         else:
-            invalid.append(InvalidId(source, number, _shown(raw.rstrip(b"\r")), reason))
+            invalid.append(InvalidId(source, number, _shown(raw.rstrip(b"\r")), reason, unit))
     ids = b"\n".join(out) + b"\n" if out else b""
     return IdBatch(source, first_line, len(lines), ids, len(out), blank, tuple(invalid))
+
+
+def _overlong_line(source: str, line: int, head: bytes) -> IdBatch:
+    return IdBatch(source, line, 1, b"", 0, invalid=(InvalidId(source, line, _shown(head), "line too long"),))
 
 
 def _text_batches(stream: IO[bytes], source: str, block_size: int) -> Iterator[IdBatch]:
@@ -300,9 +303,7 @@ def _text_batches(stream: IO[bytes], source: str, block_size: int) -> Iterator[I
             end = chunk.find(b"\n")
             if end < 0:
                 continue
-            yield IdBatch(
-                source, line, 1, b"", 0, invalid=(InvalidId(source, line, _shown(overlong), "line too long"),)
-            )
+            yield _overlong_line(source, line, overlong)
             line += 1
             overlong, chunk = None, chunk[end + 1 :]
         buffer = carry + chunk if carry else chunk
@@ -315,9 +316,7 @@ def _text_batches(stream: IO[bytes], source: str, block_size: int) -> Iterator[I
         if len(carry) > MAX_LINE_BYTES:
             overlong, carry = carry[:64], b""
     if overlong is not None:
-        yield IdBatch(
-            source, line, 1, b"", 0, invalid=(InvalidId(source, line, _shown(overlong), "line too long"),)
-        )
+        yield _overlong_line(source, line, overlong)
     elif carry:
         yield _text_batch(source, line, carry + b"\n")
 
@@ -329,15 +328,23 @@ def _ids_text(values: np.ndarray) -> bytes:
     """uint64 IDs as ``digits\\n`` lines (vectorised: one cast, one join)."""
     if not len(values):
         return b""
-    strings = pc.cast(pa.array(values, pa.uint64()), pa.string())
-    lines = pc.binary_join_element_wise(strings, "", "\n")
-    offsets = np.frombuffer(lines.buffers()[1], np.int32, len(lines) + 1)
-    data: bytes = lines.buffers()[2][offsets[0] : offsets[-1]].to_pybytes()
+    return _as_lines(pc.cast(pa.array(values, pa.uint64()), pa.string()))
+
+
+def _as_lines(strings: pa.Array) -> bytes:
+    """The values of a string array, each followed by ``\\n``, as one bytes object (one copy)."""
+    kind = strings.type
+    # a fresh array: its offsets start at 0
+    lines = pc.binary_join_element_wise(strings, pa.scalar(b"", kind), pa.scalar(b"\n", kind))
+    width = 8 if pa.types.is_large_string(lines.type) or pa.types.is_large_binary(lines.type) else 4
+    end = int.from_bytes(lines.buffers()[1][width * len(lines) : width * (len(lines) + 1)], "little")
+    data: bytes = lines.buffers()[2][:end].to_pybytes()
     return data
 
 
-def _int_column(source: str, first_row: int, column: pa.Array, present: np.ndarray) -> IdBatch:
+def _int_column(source: str, first_row: int, column: pa.Array) -> IdBatch:
     """Integers need no parsing, only a range check: 1 to 10**19 - 1."""
+    present = column.is_valid().to_numpy(zero_copy_only=False)
     numbers = column.fill_null(1)
     checks = [(pc.equal(numbers, pa.scalar(0, column.type)), "zero is not an ID")]
     if pa.types.is_signed_integer(column.type):
@@ -363,46 +370,47 @@ def _int_column(source: str, first_row: int, column: pa.Array, present: np.ndarr
     return IdBatch(source, first_row, len(column), _ids_text(values), len(values), blank, invalid, values)
 
 
-def _string_column(source: str, first_row: int, column: pa.Array, present: np.ndarray) -> IdBatch:
-    """Strings: a vectorised pattern match and cast; only cells that miss it go through :func:`_check`."""
-    good = pc.match_substring_regex(column, _VALID_CELL).fill_null(False).to_numpy(zero_copy_only=False)
-    values = np.zeros(len(column), np.uint64)
-    values[good] = pc.cast(column.filter(pa.array(good)), pa.uint64()).to_numpy(zero_copy_only=False)
-    keep = good.copy()
-    blank = len(column) - int(present.sum())
+def _string_column(source: str, first_row: int, column: pa.Array) -> IdBatch:
+    """Strings take the text path: the cells, one per line, are validated like the lines of a file
+    (null cells become blank lines). A cell holding a newline would shift the rows: then cell by cell."""
+    text = _as_lines(column.fill_null(pa.scalar(b"", column.type)))
+    if text.count(b"\n") == len(column):
+        return _text_batch(source, first_row, text, "row")
+    out: list[bytes] = []
     invalid: list[InvalidId] = []
-    for i in np.flatnonzero(~good & present).tolist():
-        cell = column[i].as_py()
-        raw = cell.encode("utf-8", "surrogateescape") if isinstance(cell, str) else bytes(cell)
+    blank = 0
+    for i, cell in enumerate(column.to_pylist()):
+        raw = cell.encode("utf-8", "surrogateescape") if isinstance(cell, str) else cell or b""
         digits, reason = _check(raw)
         if digits is not None:
-            values[i], keep[i] = int(digits), True
+            out.append(digits + b"\n")
         elif reason is None:
             blank += 1
         else:
             invalid.append(InvalidId(source, first_row + i, _shown(raw), reason, "row"))
-    values = values[keep]
-    return IdBatch(
-        source, first_row, len(column), _ids_text(values), len(values), blank, tuple(invalid), values
-    )
+    return IdBatch(source, first_row, len(column), b"".join(out), len(out), blank, tuple(invalid))
 
 
 def _column_batch(source: str, first_row: int, column: pa.Array) -> IdBatch:
     """Validate one batch of an ID column (nulls count as blank)."""
     if pa.types.is_dictionary(column.type):
         column = column.dictionary_decode()
-    present = column.is_valid().to_numpy(zero_copy_only=False)
     if pa.types.is_integer(column.type):
-        return _int_column(source, first_row, column, present)
-    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
-        # Not UTF-8 checked: bytes that are not a valid ID are rejected either way.
-        column = column.cast(pa.large_binary()).view(pa.large_string())
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return _int_column(source, first_row, column)
+    if not any(
+        check(column.type)
+        for check in (
+            pa.types.is_string,
+            pa.types.is_large_string,
+            pa.types.is_binary,
+            pa.types.is_large_binary,
+        )
+    ):
         raise TypeError(
             f"{source}: the ID column has type {column.type}; expected integers or strings "
             "(floating point cannot hold 19-digit IDs exactly)"
         )
-    return _string_column(source, first_row, column, present)
+    return _string_column(source, first_row, column)
 
 
 def _column_batches(arrays: Iterable[pa.Array], source: str) -> Iterator[IdBatch]:
@@ -432,7 +440,7 @@ def _csv_batches(stream: IO[bytes], source: str, id_column: str | None, block_si
         read_options=pa_csv.ReadOptions(column_names=names, block_size=block_size),
         convert_options=pa_csv.ConvertOptions(
             include_columns=[column],
-            column_types={column: pa.large_string()},
+            column_types={column: pa.string()},
             strings_can_be_null=False,
             null_values=[],
         ),
@@ -443,7 +451,9 @@ def _csv_batches(stream: IO[bytes], source: str, id_column: str | None, block_si
 def _parquet_batches(
     stream: IO[bytes] | str, source: str, id_column: str | None, block_size: int
 ) -> Iterator[IdBatch]:
-    parquet = pq.ParquetFile(stream)
+    # Without pre-buffering and with a bounded read buffer, pyarrow holds one batch, not a whole row
+    # group's column chunk (measured on 1M-row groups of strings: 5 MiB allocated instead of 165 MiB).
+    parquet = pq.ParquetFile(stream, pre_buffer=False, buffer_size=block_size)
     column = _pick_column(parquet.schema_arrow.names, id_column, source)
     batches = parquet.iter_batches(batch_size=max(1, block_size // 16), columns=[column])
     yield from _column_batches((batch.column(0) for batch in batches), source)

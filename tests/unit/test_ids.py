@@ -239,6 +239,20 @@ def test_parquet_string_column_is_validated_like_text(tmp_path: Path) -> None:
     ]
 
 
+def test_parquet_string_cell_holding_a_newline_keeps_the_rows_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"id": ["1", "2\n3", None, "4"]}), path)
+    assert valid_ids(path) == ["1", "4"]
+    assert all_invalid(path) == [("ids.parquet", 2, "2\n3", "whitespace inside")]
+
+
+def test_parquet_binary_column_is_validated_like_text(tmp_path: Path) -> None:
+    path = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"id": pa.array([b"01", b"\xff", None], pa.binary())}), path)
+    assert valid_ids(path) == ["1"]
+    assert all_invalid(path) == [("ids.parquet", 2, "\\xff", "non-ASCII characters")]
+
+
 def test_parquet_dictionary_column_is_decoded(tmp_path: Path) -> None:
     path = tmp_path / "ids.parquet"
     pq.write_table(pa.table({"id": pa.array(["1", "2", "1"]).dictionary_encode()}), path)
