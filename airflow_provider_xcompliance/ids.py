@@ -20,8 +20,9 @@ Positions: ``line`` is the 1-based line number in a text file, and the 1-based d
 
 Speed: text is read in large byte blocks; a block of plain ``digits\\n`` lines (CRLF allowed) is checked
 with a handful of vectorised passes and written out unchanged; only a block with an anomaly takes the
-per-line path, which also yields exact line numbers. Parquet and CSV are read in record batches and
-checked with pyarrow compute. Memory stays bounded by the block/batch size (plus the dedupe bound).
+per-line path, which also yields exact line numbers. CSV and Parquet are read in record batches:
+integer columns are range-checked with pyarrow compute, string cells are joined into lines and take the
+text path. Memory stays bounded by the block/batch size (plus the dedupe bound).
 """
 
 from __future__ import annotations
@@ -478,6 +479,19 @@ def _hidden(name: str) -> bool:
     return name.startswith((".", "_"))
 
 
+def _glob(pattern: str) -> list[OpenablePath]:
+    """Files matching ``pattern``: the part before the first wildcard is the folder searched."""
+    scheme, sep, rest = pattern.rpartition("://") if "://" in pattern else ("", "", pattern)
+    parts = rest.split("/")
+    first = next(i for i, part in enumerate(parts) if _GLOB_MAGIC.search(part))
+    folder = "/".join(parts[:first]) or ("/" if rest.startswith("/") else ".")
+    base: Any = as_path(scheme + sep + folder)
+    matches = sorted((p for p in base.glob("/".join(parts[first:])) if p.is_file()), key=str)
+    if not matches:
+        raise FileNotFoundError(f"No ID files match {pattern!r}")
+    return matches
+
+
 def expand_sources(sources: IdSources) -> list[OpenablePath]:
     """The files behind ``sources``, in a deterministic order.
 
@@ -489,18 +503,8 @@ def expand_sources(sources: IdSources) -> list[OpenablePath]:
     )
     files: list[OpenablePath] = []
     for item in items:
-        text = item if isinstance(item, str) else None
-        if text is not None and _GLOB_MAGIC.search(text.split("://", 1)[-1]):
-            head, sep, tail = text.partition("://")
-            rest = tail if sep else head
-            parts = rest.split("/")
-            first = next(i for i, part in enumerate(parts) if _GLOB_MAGIC.search(part))
-            base = "/".join(parts[:first]) or ("/" if rest.startswith("/") else ".")
-            base_path: Any = as_path(head + sep + base if sep else base)
-            matches = sorted((p for p in base_path.glob("/".join(parts[first:])) if p.is_file()), key=str)
-            if not matches:
-                raise FileNotFoundError(f"No ID files match {text!r}")
-            files.extend(matches)
+        if isinstance(item, str) and _GLOB_MAGIC.search(item.split("://", 1)[-1]):
+            files.extend(_glob(item))
             continue
         path: Any = as_path(item)
         if path.is_dir():
