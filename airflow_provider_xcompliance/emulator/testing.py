@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -53,13 +53,19 @@ class EmulatorHandle:
 
 @contextlib.contextmanager
 def run_emulator(
-    config: EmulatorConfig | None = None, *, subprocess: bool = False
+    config: EmulatorConfig | None = None, *, subprocess: bool = False, log: IO[str] | None = None
 ) -> Iterator[EmulatorHandle]:
-    """Start an emulator on a free port (unless ``config.port`` says otherwise) and stop it on exit."""
+    """Start an emulator on a free port (unless ``config.port`` says otherwise) and stop it on exit.
+
+    ``log`` receives a subprocess emulator's log lines (default: this process's stderr).
+    """
     config = config or EmulatorConfig()
-    runner = _run_subprocess if subprocess else _run_in_process
-    with runner(config) as handle:
-        yield handle
+    if subprocess:
+        with _run_subprocess(config, log) as handle:
+            yield handle
+    else:
+        with _run_in_process(config) as handle:
+            yield handle
 
 
 @contextlib.contextmanager
@@ -77,11 +83,11 @@ def _run_in_process(config: EmulatorConfig) -> Iterator[EmulatorHandle]:
 
 
 @contextlib.contextmanager
-def _run_subprocess(config: EmulatorConfig) -> Iterator[EmulatorHandle]:
+def _run_subprocess(config: EmulatorConfig, log: IO[str] | None) -> Iterator[EmulatorHandle]:
     if config.clock is not time.time:
         raise ValueError("a subprocess emulator runs on wall time: drop the custom clock")
     command = [sys.executable, "-m", "airflow_provider_xcompliance.emulator", *args_from_config(config)]
-    process = sp.Popen(command, stdout=sp.PIPE, text=True)
+    process = sp.Popen(command, stdout=sp.PIPE, stderr=log, text=True)
     try:
         base_url = _read_base_url(process)
         yield EmulatorHandle(base_url, config.token)
