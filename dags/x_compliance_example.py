@@ -94,38 +94,30 @@ with DAG(
                 con.execute(f"COPY (SELECT id FROM {table}) TO '{export / table}.parquet' (FORMAT parquet)")
             return {"before": _counts(con)}
 
-    check_posts = XComplianceRunJobOperator(
-        task_id="check_posts",
-        job_type="tweets",
-        ids=f"{WORKDIR}/export/posts.parquet",
-        id_column="id",
-        destination=f"{WORKDIR}/results/tweets/",
-        max_ids_per_job=MAX_IDS_PER_JOB,
-        poll_interval=POLL_INTERVAL,
-        deferrable=True,
-    )
-    check_users = XComplianceRunJobOperator(
-        task_id="check_users",
-        job_type="users",
-        ids=f"{WORKDIR}/export/users.parquet",
-        id_column="id",
-        destination=f"{WORKDIR}/results/users/",
-        max_ids_per_job=MAX_IDS_PER_JOB,
-        poll_interval=POLL_INTERVAL,
-        deferrable=True,
-    )
-    posts_to_parquet = XComplianceResultsToParquetOperator(
-        task_id="posts_to_parquet",
-        results=check_posts.output,
-        destination=f"{WORKDIR}/tables/tweets",
-        job_type="tweets",
-    )
-    users_to_parquet = XComplianceResultsToParquetOperator(
-        task_id="users_to_parquet",
-        results=check_users.output,
-        destination=f"{WORKDIR}/tables/users",
-        job_type="users",
-    )
+    exported = export_ids("{{ params.warehouse }}", WORKDIR)
+
+    # One job per type, side by side: the API runs one unfinished job per type, so posts and users never wait
+    # for each other.
+    tables = {}
+    for table, job_type in (("posts", "tweets"), ("users", "users")):
+        check = XComplianceRunJobOperator(
+            task_id=f"check_{table}",
+            job_type=job_type,
+            ids=f"{WORKDIR}/export/{table}.parquet",
+            id_column="id",
+            destination=f"{WORKDIR}/results/{job_type}/",
+            max_ids_per_job=MAX_IDS_PER_JOB,
+            poll_interval=POLL_INTERVAL,
+            deferrable=True,
+        )
+        to_parquet = XComplianceResultsToParquetOperator(
+            task_id=f"{table}_to_parquet",
+            results=check.output,
+            destination=f"{WORKDIR}/tables/{job_type}",
+            job_type=job_type,
+        )
+        exported >> check
+        tables[table] = to_parquet.output
 
     @task
     def apply_to_warehouse(warehouse: str, posts: dict[str, Any], users: dict[str, Any]) -> dict[str, Any]:
@@ -165,9 +157,7 @@ with DAG(
             print(f"{kind:<22} {sum(reasons.values()):>10,}  {reasons}")
         return summary
 
-    exported = export_ids("{{ params.warehouse }}", WORKDIR)
-    exported >> [check_posts, check_users]
-    changes = apply_to_warehouse("{{ params.warehouse }}", posts_to_parquet.output, users_to_parquet.output)
+    changes = apply_to_warehouse("{{ params.warehouse }}", tables["posts"], tables["users"])
     report("{{ params.warehouse }}", WORKDIR, exported, changes)
 
 
