@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from airflow_provider_xcompliance.emulator import EmulatorConfig, EmulatorHandle
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,12 +37,7 @@ def airflow_db() -> Path:
     return Path(_AIRFLOW_HOME)
 
 
-# --- Emulator fixtures (owned by the emulator helper; see airflow_provider_xcompliance/emulator/) ---
-from collections.abc import Iterator  # noqa: E402  (appended section: keeps the lead's header untouched)
-from typing import TYPE_CHECKING  # noqa: E402
-
-if TYPE_CHECKING:
-    from airflow_provider_xcompliance.emulator import EmulatorConfig, EmulatorHandle
+# --- The emulator: a real X API on loopback for every test that talks to the API ---
 
 
 @pytest.fixture
