@@ -310,9 +310,10 @@ def _normalise_sources(sources: Any, job_id: str | None) -> list[tuple[Any, str,
 class _Block:
     """A parsed block: valid rows (string action/reason, dictionary-encoded) and rejected lines."""
 
-    rows: pa.Table  # ordered by (bucket, action)
-    counts: np.ndarray  # rows per (bucket, index into the block's action dictionary)
-    rejects: list[tuple[int, str, bytes]]  # (line index in block, reason, raw line)
+    rows: pa.Table  # ordered by (action, bucket)
+    counts: np.ndarray  # rows per (index into the block's action dictionary, bucket)
+    rejects: list[tuple[int, str]]  # (line index in block, the reject record after its line number)
+    reject_reasons: Counter[str]
     physical_lines: int
     blank: int
 
@@ -488,11 +489,19 @@ def _convert_block(block: bytes, id_type: IdType, buckets: int) -> _Block:
         row_lines, line_rejects, blank = np.arange(count), [], 0
 
     rows, row_rejects = _validate(table.combine_chunks(), id_type)
-    rejects = [(index, reason) for index, reason in line_rejects]
-    rejects += [(int(row_lines[row]), reason) for row, reason in row_rejects]
-    raw = [(index, reason, block[offsets[index] : offsets[index + 1]]) for index, reason in sorted(rejects)]
+    found = sorted([*line_rejects, *((int(row_lines[row]), reason) for row, reason in row_rejects)])
+    rejects = [
+        (index, _reject_record(reason, block[offsets[index] : offsets[index + 1]])) for index, reason in found
+    ]
     rows, counts = _partition(rows, buckets)
-    return _Block(rows, counts, raw, count, blank)
+    return _Block(rows, counts, rejects, Counter(reason for _, reason in found), count, blank)
+
+
+def _reject_record(reason: str, raw: bytes) -> str:
+    """A reject's JSON fields after ``source`` and ``line`` (built in the worker, off the main thread)."""
+    text = raw[:_RAW_LIMIT].rstrip(b"\r\n").decode("utf-8", errors="replace")
+    cut = json.dumps(len(raw.rstrip(b"\r\n")) > _RAW_LIMIT)
+    return f',"reason":"{reason}","raw":{json.dumps(text, ensure_ascii=False)},"cut":{cut}}}\n'
 
 
 def _validate(table: pa.Table, id_type: IdType) -> tuple[pa.Table, list[tuple[int, str]]]:
@@ -536,16 +545,16 @@ def _validate(table: pa.Table, id_type: IdType) -> tuple[pa.Table, list[tuple[in
 
 
 def _partition(rows: pa.Table, buckets: int) -> tuple[pa.Table, np.ndarray]:
-    """Order rows by (hash bucket of id, action); stable, so first occurrences stay first."""
+    """Order rows by (action, hash bucket of id); stable, so first occurrences stay first."""
     action = _array(rows["action"])
     actions = len(action.dictionary)
-    key = action.indices.to_numpy().astype(np.int64)
+    key = action.indices.to_numpy().astype(np.int64) * buckets
     if buckets > 1 and rows.num_rows:
         ids = _array(rows["id"])
         hashes = (pc.cast(ids, pa.uint64()) if ids.type == pa.string() else ids).to_numpy()
         shift = np.uint64(64 - buckets.bit_length() + 1)
-        key += ((hashes.astype(np.uint64) * _HASH_MULTIPLIER) >> shift).astype(np.int64) * actions
-    counts = np.bincount(key, minlength=buckets * actions).reshape(buckets, actions)
+        key += ((hashes.astype(np.uint64) * _HASH_MULTIPLIER) >> shift).astype(np.int64)
+    counts = np.bincount(key, minlength=actions * buckets).reshape(actions, buckets)
     if rows.num_rows and (key[1:] < key[:-1]).any():
         rows = rows.take(pa.array(np.argsort(key, kind="stable")))
     return rows, counts
@@ -596,22 +605,31 @@ class _Vocabulary:
 
 
 @dataclasses.dataclass
+class _TableCounts:
+    """Rows, reasons and value ranges written to one action's table."""
+
+    rows: int = 0
+    reasons: Counter[str] = dataclasses.field(default_factory=Counter)
+    ranges: dict[str, tuple[Any, Any]] = dataclasses.field(default_factory=dict)
+
+    def add(self, part: pa.Table) -> None:
+        self.rows += part.num_rows
+        for item in pc.value_counts(_array(part["reason"])).to_pylist():
+            self.reasons["(none)" if item["values"] is None else item["values"]] += item["counts"]
+        for name in ("id", "created_at", "redacted_at"):
+            low, high = (value.as_py() for value in pc.min_max(part[name]).values())
+            if low is not None:
+                old = self.ranges.get(name)
+                self.ranges[name] = (min(old[0], low), max(old[1], high)) if old else (low, high)
+
+
+@dataclasses.dataclass
 class _Stats:
     lines: int = 0
     blank: int = 0
     valid: int = 0
     rejects: Counter[str] = dataclasses.field(default_factory=Counter)
-    written: Counter[str] = dataclasses.field(default_factory=Counter)
-    by_reason: dict[str, Counter[str]] = dataclasses.field(default_factory=dict)
-    ranges: dict[str, tuple[Any, Any]] = dataclasses.field(default_factory=dict)
-
-    def widen(self, name: str, column: pa.Array) -> None:
-        low, high = pc.min_max(column).values()
-        if not low.is_valid:
-            return
-        old = self.ranges.get(name)
-        lo, hi = low.as_py(), high.as_py()
-        self.ranges[name] = (min(old[0], lo), max(old[1], hi)) if old else (lo, hi)
+    tables: dict[str, _TableCounts] = dataclasses.field(default_factory=dict)
 
 
 def results_to_parquet(
@@ -644,40 +662,26 @@ def results_to_parquet(
     sizes = [_size(path) for path, _, _ in inputs]
     buckets = _bucket_count(None if None in sizes else sum(s or 0 for s in sizes))
     threads = workers or min(os.cpu_count() or 1, 4)
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="xcompliance-results")
 
-    actions, reasons = _Vocabulary(KNOWN_ACTIONS), _Vocabulary()
-    stats = _Stats()
     staging.mkdir(parents=True, exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory(prefix="xcompliance-", dir=spill_dir) as scratch:
-            with (staging / REJECTS_FILE).open("w", encoding="utf-8") as rejects_out:
-                spills = _spill_phase(
-                    inputs,
-                    id_type,
-                    buckets,
-                    pool,
-                    threads,
-                    Path(scratch),
-                    actions,
-                    reasons,
-                    stats,
-                    rejects_out,
-                )
-            over = _over_threshold(max_rejects, sum(stats.rejects.values()), stats.lines)
-            tables: dict[str, str] = {}
-            if not over:
-                context = _TableContext(staging, final, inputs, job_type_value, id_type, actions, reasons)
-                tables = _write_tables(spills, context, pool, threads, stats)
-        summary = _summarise(inputs, final, job_type_value, id_type, stats, tables, started)
+        with (
+            ThreadPoolExecutor(threads, thread_name_prefix="xcompliance-results") as pool,
+            tempfile.TemporaryDirectory(prefix="xcompliance-", dir=spill_dir) as scratch,
+        ):
+            run = _Conversion(inputs, staging, job_type_value, id_type, buckets, pool, threads, Path(scratch))
+            with run, (staging / REJECTS_FILE).open("w", encoding="utf-8") as rejects_out:
+                run.read(rejects_out)
+                over = _over_threshold(max_rejects, sum(run.stats.rejects.values()), run.stats.lines)
+                written = run.discard() if over else run.finish()
+        tables = {action: str(final / _table_dir_name(action)) for action in written}
+        summary = _summarise(inputs, final, job_type_value, id_type, run.stats, tables, started)
         with (staging / SUMMARY_FILE).open("w", encoding="utf-8") as out:
             json.dump(summary.to_dict(), out, indent=2)
         _commit(staging, final)
     except BaseException:
         _remove(staging)
         raise
-    finally:
-        pool.shutdown(cancel_futures=True)
     if over:
         raise ResultsRejectedError(
             f"{summary.rejected:,} of {summary.lines_read:,} result lines were rejected, more than "
@@ -713,150 +717,221 @@ def _ordered(
         yield key, future.result()
 
 
-_Spills: TypeAlias = "dict[tuple[int, int], Path]"  # (action code, bucket) -> Arrow IPC file
+def _constant(value: str | None, length: int) -> pa.DictionaryArray:
+    """A dictionary column holding one value (or null) on every row: a few bytes however long."""
+    if value is None:
+        return pa.DictionaryArray.from_arrays(pa.nulls(length, pa.int32()), pa.array([], pa.string()))
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(length, np.int32)), pa.array([value]))
 
 
-def _spill_phase(
-    inputs: list[tuple[Any, str, str | None]],
-    id_type: IdType,
-    buckets: int,
-    pool: ThreadPoolExecutor,
-    ahead: int,
-    scratch: Path,
-    actions: _Vocabulary,
-    reasons: _Vocabulary,
-    stats: _Stats,
-    rejects_out: IO[str],
-) -> _Spills:
-    """Read every source; valid rows go to spill files per (action, bucket) in input order."""
-    spill_schema = pa.schema([("id", pa.int64() if id_type == "int64" else pa.string()), *_SPILL_FIELDS])
-    paths: _Spills = {}
-    next_line = [1] * len(inputs)
-    with ExitStack() as stack:
-        writers: dict[tuple[int, int], pa.ipc.RecordBatchStreamWriter] = {}
+class _TableWriter:
+    """One action's Parquet file, written in row groups of about ``_ROW_GROUP_ROWS`` rows."""
 
-        def consume(source: int, name: str, block: _Block) -> None:
-            first_line = next_line[source]
-            next_line[source] += block.physical_lines
-            stats.lines += block.physical_lines - block.blank
-            stats.blank += block.blank
-            stats.valid += block.rows.num_rows
-            _write_rejects(rejects_out, name, first_line, block.rejects, stats)
-            if block.rows.num_rows == 0:
-                return
-            rows = block.rows
-            action = _array(rows["action"])
-            codes = [actions.code(value) for value in action.dictionary.to_pylist()]
-            spill = pa.table(
-                [
-                    rows["id"],
-                    reasons.encode(rows["reason"]),
-                    rows["created_at"],
-                    rows["redacted_at"],
-                    pa.array(np.full(rows.num_rows, source, np.int32)),
-                ],
-                schema=spill_schema,
-            )
-            start = 0
-            for (bucket, local), size in np.ndenumerate(block.counts):
-                if not size:
-                    continue
-                key = (codes[local], bucket)
-                if key not in writers:
-                    paths[key] = scratch / f"action-{key[0]:03d}-bucket-{bucket:04d}.arrow"
-                    writers[key] = stack.enter_context(pa.ipc.new_stream(str(paths[key]), spill_schema))
-                writers[key].write_table(spill.slice(start, size))
-                start += size
+    def __init__(self, path: Any, schema: pa.Schema) -> None:
+        self._stack = ExitStack()
+        stream = self._stack.enter_context(path.open("wb"))
+        self._writer = self._stack.enter_context(pq.ParquetWriter(stream, schema))
+        self._parts: list[pa.Table] = []
+        self._rows = 0
+
+    def write(self, part: pa.Table) -> None:
+        self._parts.append(part)
+        self._rows += part.num_rows
+        if self._rows >= _ROW_GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._parts:
+            rows = pa.concat_tables(self._parts).unify_dictionaries()
+            self._writer.write_table(rows, row_group_size=_ROW_GROUP_ROWS)
+            self._parts, self._rows = [], 0
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._stack.close()
+
+
+class _Conversion:
+    """One run. Tables are written while the input is read; rows are also spilled per (action, bucket) so
+    that duplicates, once found (a cheap sort per spill file), are collapsed by rewriting that table alone.
+    """
+
+    def __init__(
+        self,
+        inputs: list[tuple[Any, str, str | None]],
+        staging: Any,
+        job_type: str,
+        id_type: IdType,
+        buckets: int,
+        pool: ThreadPoolExecutor,
+        ahead: int,
+        scratch: Path,
+    ) -> None:
+        self.inputs, self.staging, self.job_type, self.id_type = inputs, staging, job_type, id_type
+        self.buckets, self.pool, self.ahead, self.scratch = buckets, pool, ahead, scratch
+        self.schema = output_schema(id_type)
+        self.spill_schema = pa.schema([self.schema.field("id").with_nullable(True), *_SPILL_FIELDS])
+        self.actions, self.reasons = _Vocabulary(KNOWN_ACTIONS), _Vocabulary()
+        self.stats = _Stats()
+        self.spills: dict[tuple[int, int], Path] = {}
+        self._spill_writers: dict[tuple[int, int], pa.ipc.RecordBatchStreamWriter] = {}
+        self._tables: dict[str, _TableWriter] = {}
+        self._stack = ExitStack()
+
+    def __enter__(self) -> _Conversion:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def read(self, rejects_out: IO[str]) -> None:
+        """Phase 1: parse blocks in the pool, in order: rejects, table rows and spill rows."""
+        for action in KNOWN_ACTIONS:
+            self._table(action)  # empty tables with the schema even when no row has the action
 
         def calls() -> Iterator[tuple[tuple[int, str], Callable[[], _Block]]]:
-            for source, (path, name, _) in enumerate(inputs):
+            for source, (path, name, _) in enumerate(self.inputs):
                 with path.open("rb") as stream:
                     for block in _blocks(stream, _BLOCK_BYTES):
-                        yield (source, name), partial(_convert_block, block, id_type, buckets)
+                        yield (source, name), partial(_convert_block, block, self.id_type, self.buckets)
 
-        for (source, name), block in _ordered(pool, calls(), ahead):
-            consume(source, name, block)
-    return paths
+        next_line = [1] * len(self.inputs)
+        for (source, name), block in _ordered(self.pool, calls(), self.ahead):
+            first_line = next_line[source]
+            next_line[source] += block.physical_lines
+            self.stats.lines += block.physical_lines - block.blank
+            self.stats.blank += block.blank
+            self.stats.rejects.update(block.reject_reasons)
+            if block.rejects:
+                prefix = f'{{"source":{json.dumps(name)},"line":'
+                rejects_out.write("".join(f"{prefix}{first_line + i}{rest}" for i, rest in block.rejects))
+            if block.rows.num_rows:
+                self._consume(source, block)
+        for writer in self._tables.values():
+            writer.flush()
 
-
-def _write_rejects(
-    out: IO[str], source: str, first_line: int, rejects: list[tuple[int, str, bytes]], stats: _Stats
-) -> None:
-    source_json = json.dumps(source)
-    for index, reason, raw in rejects:
-        text = raw[:_RAW_LIMIT].rstrip(b"\r\n").decode("utf-8", errors="replace")
-        out.write(
-            f'{{"source":{source_json},"line":{first_line + index},"reason":"{reason}",'
-            f'"raw":{json.dumps(text, ensure_ascii=False)},"cut":{json.dumps(len(raw) > _RAW_LIMIT)}}}\n'
+    def _consume(self, source: int, block: _Block) -> None:
+        rows = block.rows
+        self.stats.valid += rows.num_rows
+        spill = pa.table(
+            [
+                rows["id"],
+                self.reasons.encode(rows["reason"]),
+                rows["created_at"],
+                rows["redacted_at"],
+                pa.array(np.full(rows.num_rows, source, np.int32)),
+            ],
+            schema=self.spill_schema,
         )
-        stats.rejects[reason] += 1
+        job = self.inputs[source][2]
+        start = 0
+        for local, action in enumerate(_array(rows["action"]).dictionary.to_pylist()):
+            size = int(block.counts[local].sum())
+            part = rows.slice(start, size)
+            table = pa.Table.from_arrays(
+                [
+                    part["id"],
+                    _constant(action, size),
+                    part["reason"],
+                    part["created_at"],
+                    part["redacted_at"],
+                    _constant(job, size),
+                    _constant(self.job_type, size),
+                ],
+                schema=self.schema,
+            )
+            self._table(action).write(table)
+            self.stats.tables[action].add(table)
+            code = self.actions.code(action)
+            for bucket, rows_in_bucket in enumerate(block.counts[local].tolist()):
+                if rows_in_bucket:
+                    self._spill(code, bucket).write_table(spill.slice(start, rows_in_bucket))
+                    start += rows_in_bucket
 
+    def _table(self, action: str) -> _TableWriter:
+        if action not in self._tables:
+            self.actions.code(action)
+            folder = self.staging / _table_dir_name(action)
+            folder.mkdir(parents=True, exist_ok=True)
+            self._tables[action] = _TableWriter(folder / PART_FILE, self.schema)
+            self._stack.callback(self._tables[action].close)
+            self.stats.tables[action] = _TableCounts()
+        return self._tables[action]
 
-@dataclasses.dataclass(frozen=True)
-class _TableContext:
-    """Everything the table phase needs besides the spill files, fixed once all input is read."""
+    def _spill(self, code: int, bucket: int) -> pa.ipc.RecordBatchStreamWriter:
+        key = (code, bucket)
+        if key not in self._spill_writers:
+            self.spills[key] = self.scratch / f"action-{code:03d}-bucket-{bucket:04d}.arrow"
+            writer = pa.ipc.new_stream(str(self.spills[key]), self.spill_schema)
+            self._spill_writers[key] = self._stack.enter_context(writer)
+        return self._spill_writers[key]
 
-    staging: Any
-    final: Any
-    inputs: list[tuple[Any, str, str | None]]
-    job_type: str
-    id_type: IdType
-    actions: _Vocabulary
-    reasons: _Vocabulary
+    def finish(self) -> list[str]:
+        """Phase 2: find duplicates bucket by bucket; rewrite only the tables that have any."""
+        for writer in self._spill_writers.values():
+            writer.close()
+        for action in list(self._tables):
+            code = self.actions.code(action)
+            files = [path for key, path in sorted(self.spills.items()) if key[0] == code]
+            checks = ((None, partial(_has_duplicates, path)) for path in files)
+            if any(found for _, found in _ordered(self.pool, checks, self.ahead)):
+                self._rewrite(action, files)
+            for path in files:
+                path.unlink()
+        return list(self._tables)
 
-    def output(self, part: pa.Table, action_code: int) -> pa.Table:
-        """Spilled rows (int codes, source index) as output rows with dictionary-encoded text columns."""
-        action_values, reason_values = self.actions.values(), self.reasons.values()
+    def discard(self) -> list[str]:
+        """Over the reject threshold: no tables at all, so nobody applies a partial result."""
+        self._stack.close()
+        for action in self._tables:
+            _remove(self.staging / _table_dir_name(action))
+        self.stats.tables.clear()
+        return []
+
+    def _rewrite(self, action: str, files: list[Path]) -> None:
+        self._tables[action].close()
+        counts = self.stats.tables[action] = _TableCounts()
+        writer = _TableWriter(self.staging / _table_dir_name(action) / PART_FILE, self.schema)
+        self._tables[action] = writer
+        self._stack.callback(writer.close)
+        loads = ((None, partial(self._collapsed, action, path)) for path in files)
+        for _, part in _ordered(self.pool, loads, self.ahead):
+            counts.add(part)
+            writer.write(part)
+        writer.flush()
+
+    def _collapsed(self, action: str, spill: Path) -> pa.Table:
+        """A spill file's rows without duplicates, as table rows (codes back to dictionary columns)."""
+        part = _collapse(_read_spill(spill))
         jobs = sorted({job for _, _, job in self.inputs if job})
         job_codes = pa.array([jobs.index(job) if job else None for _, _, job in self.inputs], pa.int32())
-        zeros = pa.array(np.zeros(part.num_rows, np.int32))
+        size = part.num_rows
         return pa.Table.from_arrays(
             [
                 part["id"],
-                pa.DictionaryArray.from_arrays(zeros, action_values.slice(action_code, 1)),
-                pa.DictionaryArray.from_arrays(_array(part["reason"]), reason_values),
+                _constant(action, size),
+                pa.DictionaryArray.from_arrays(_array(part["reason"]), self.reasons.values()),
                 part["created_at"],
                 part["redacted_at"],
                 pa.DictionaryArray.from_arrays(
                     pc.take(job_codes, _array(part["source"])), pa.array(jobs, pa.string())
                 ),
-                pa.DictionaryArray.from_arrays(zeros, pa.array([self.job_type], pa.string())),
+                _constant(self.job_type, size),
             ],
-            schema=output_schema(self.id_type),
+            schema=self.schema,
         )
 
 
-def _write_tables(
-    spills: _Spills, context: _TableContext, pool: ThreadPoolExecutor, ahead: int, stats: _Stats
-) -> dict[str, str]:
-    """Collapse duplicates one spill file at a time (in worker threads) and write one table per action."""
-    schema = output_schema(context.id_type)
-    action_values, reason_values = context.actions.values(), context.reasons.values()
-    tables: dict[str, str] = {}
+def _read_spill(path: Path) -> pa.Table:
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_stream(source).read_all()
 
-    def load(code: int, spill: Path) -> pa.Table:
-        with pa.memory_map(str(spill)) as source:
-            rows = pa.ipc.open_stream(source).read_all()
-        spill.unlink()
-        return context.output(_collapse(rows), code)
 
-    for code in range(len(action_values)):
-        action = action_values[code].as_py()
-        folder = context.staging / _table_dir_name(action)
-        folder.mkdir(parents=True, exist_ok=True)
-        tables[action] = str(context.final / _table_dir_name(action))
-        files = [spills[key] for key in sorted(spills) if key[0] == code]
-        with (folder / PART_FILE).open("wb") as stream, pq.ParquetWriter(stream, schema) as writer:
-            buffered: list[pa.Table] = []
-            for _, part in _ordered(pool, ((None, partial(load, code, spill)) for spill in files), ahead):
-                _count(stats, action, part, reason_values)
-                buffered.append(part)
-                if sum(t.num_rows for t in buffered) >= _ROW_GROUP_ROWS:
-                    writer.write_table(pa.concat_tables(buffered), row_group_size=_ROW_GROUP_ROWS)
-                    buffered = []
-            if buffered:
-                writer.write_table(pa.concat_tables(buffered), row_group_size=_ROW_GROUP_ROWS)
-    return tables
+def _has_duplicates(path: Path) -> bool:
+    rows = _read_spill(path)
+    return _collapse(rows).num_rows < rows.num_rows
 
 
 def _collapse(rows: pa.Table) -> pa.Table:
@@ -875,16 +950,6 @@ def _collapse(rows: pa.Table) -> pa.Table:
     return rows if new.all() else rows.filter(pa.array(new))
 
 
-def _count(stats: _Stats, action: str, part: pa.Table, reason_values: pa.Array) -> None:
-    stats.written[action] += part.num_rows
-    by_reason = stats.by_reason.setdefault(action, Counter())
-    for item in pc.value_counts(_array(part["reason"]).indices).to_pylist():
-        value = item["values"]
-        by_reason["(none)" if value is None else reason_values[value].as_py()] += item["counts"]
-    for name in ("id", "created_at", "redacted_at"):
-        stats.widen(name, part[name])
-
-
 def _summarise(
     inputs: list[tuple[Any, str, str | None]],
     final: Any,
@@ -894,13 +959,17 @@ def _summarise(
     tables: dict[str, str],
     started: float,
 ) -> ConversionSummary:
-    written = sum(stats.written.values())
+    written = sum(counts.rows for counts in stats.tables.values())
     reason_totals: Counter[str] = Counter()
-    for counts in stats.by_reason.values():
-        reason_totals.update(counts)
-    ids = stats.ranges.get("id", (None, None))
-    created = stats.ranges.get("created_at", (None, None))
-    redacted = stats.ranges.get("redacted_at", (None, None))
+    ranges: dict[str, tuple[Any, Any]] = {}
+    for counts in stats.tables.values():
+        reason_totals.update(counts.reasons)
+        for name, (low, high) in counts.ranges.items():
+            old = ranges.get(name)
+            ranges[name] = (min(old[0], low), max(old[1], high)) if old else (low, high)
+    ids = ranges.get("id", (None, None))
+    created = ranges.get("created_at", (None, None))
+    redacted = ranges.get("redacted_at", (None, None))
     return ConversionSummary(
         destination=str(final),
         job_type=job_type,
@@ -913,9 +982,11 @@ def _summarise(
         rows_written=written,
         duplicates=stats.valid - written if tables else 0,
         rejected=sum(stats.rejects.values()),
-        rows_by_action={action: stats.written.get(action, 0) for action in tables},
+        rows_by_action={action: counts.rows for action, counts in stats.tables.items()},
         rows_by_reason=dict(sorted(reason_totals.items())),
-        rows_by_action_reason={a: dict(sorted(c.items())) for a, c in sorted(stats.by_reason.items())},
+        rows_by_action_reason={
+            action: dict(sorted(counts.reasons.items())) for action, counts in sorted(stats.tables.items())
+        },
         rejects_by_reason=dict(sorted(stats.rejects.items())),
         id_min=None if ids[0] is None else str(ids[0]),
         id_max=None if ids[1] is None else str(ids[1]),

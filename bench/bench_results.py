@@ -102,6 +102,12 @@ def current_rss_mib() -> float:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process: on a shared, noisy machine it varies less than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss_mib() -> float:
     """VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report its parent's."""
     with open("/proc/self/status") as status:
@@ -130,6 +136,7 @@ def child(kind: str, path: Path, tables: Path) -> None:
         results_to_parquet(warm, Path(scratch) / "warm-out", job_type="tweets")
         before_mib = current_rss_mib()
         extra: dict[str, object] = {}
+        cpu_start = cpu_seconds()
         start = time.perf_counter()
         if kind.startswith("converter"):
             summary = results_to_parquet(path, tables, job_type="tweets")
@@ -163,14 +170,21 @@ def child(kind: str, path: Path, tables: Path) -> None:
         else:
             raise SystemExit(f"unknown kind {kind}")
     peak_mib = peak_rss_mib()
-    print(json.dumps({"seconds": seconds, "before_mib": before_mib, "peak_mib": peak_mib, **extra}))
+    cpu = cpu_seconds() - cpu_start
+    print(
+        json.dumps({"seconds": seconds, "cpu": cpu, "before_mib": before_mib, "peak_mib": peak_mib, **extra})
+    )
 
 
 def measure(kind: str, path: Path, tables: Path) -> dict[str, float]:
     command = [sys.executable, __file__, "--child", kind, "--input", str(path), "--tables", str(tables)]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"  {kind:<14} {result['seconds']:8.2f} s  peak {result['peak_mib']:7.0f} MiB", flush=True)
+    print(
+        f"  {kind:<14} {result['seconds']:8.2f} s  cpu {result['cpu']:7.2f} s"
+        f"  peak {result['peak_mib']:7.0f} MiB",
+        flush=True,
+    )
     return dict(result)
 
 
@@ -224,11 +238,14 @@ def main() -> None:
     floor = median(runs["floor"], "seconds")
     clean_s = median(runs["converter"], "seconds")
     print(f"\n{args.lines:,} lines, {clean.stat().st_size / 2**20:,.0f} MiB; medians of {args.runs} run(s)")
-    print(f"{'kind':<22}{'runs':>5}{'seconds':>10}{'x floor':>9}{'peak MiB':>10}")
+    floor_cpu = median(runs["floor"], "cpu")
+    print(f"{'kind':<22}{'runs':>5}{'seconds':>10}{'x floor':>9}{'cpu s':>8}{'x floor':>9}{'peak MiB':>10}")
     for kind, results in runs.items():
-        seconds = median(results, "seconds")
-        peak = median(results, "peak_mib")
-        print(f"{kind:<22}{len(results):>5}{seconds:>10.2f}{seconds / floor:>9.2f}{peak:>10.0f}")
+        seconds, cpu, peak = (median(results, key) for key in ("seconds", "cpu", "peak_mib"))
+        print(
+            f"{kind:<22}{len(results):>5}{seconds:>10.2f}{seconds / floor:>9.2f}"
+            f"{cpu:>8.2f}{cpu / floor_cpu:>9.2f}{peak:>10.0f}"
+        )
     bad_s = median(runs["converter-bad"], "seconds")
     print(f"\nconverter / floor = {clean_s / floor:.2f} (target <= 2.5)")
     print(f"malformed / clean = {bad_s / clean_s:.2f} (target <= 1.5)")

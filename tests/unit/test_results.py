@@ -411,3 +411,19 @@ def test_format_summary_shows_counts_per_action_and_reason(tmp_path: Path) -> No
     assert re.search(r"delete +protected +1\n", text)
     assert re.search(r"malformed_json +1\n", text)
     assert re.search(r"reconciled +yes\n", text)
+
+
+def test_duplicates_collapse_across_blocks_and_buckets(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(results, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(results, "_BUCKET_BYTES", 16384)
+    reasons = ["deleted", "protected", "suspended", "deactivated"]
+    first = [line(id=str(i), reason=reasons[i % 4]) for i in range(1, 1001)]
+    again = [line(id=str(i), reason="bounced") for i in range(1, 1001, 3)]
+
+    summary = convert(tmp_path, *first, *again)
+
+    rows = table(tmp_path).to_pylist()
+    assert sorted(row["id"] for row in rows) == list(range(1, 1001))
+    assert all(row["reason"] == reasons[row["id"] % 4] for row in rows)
+    assert summary.duplicates == len(again)
+    assert summary.rows_by_reason == {reason: 250 for reason in reasons}
