@@ -245,11 +245,12 @@ def _text_values(ids: bytes) -> np.ndarray:
     return pc.cast(strings, pa.uint64()).to_numpy()
 
 
-def _clean_text_block(block: bytes) -> tuple[bytes, int] | None:
-    """``(ids, count)`` when every line of ``block`` is already a normalised ID, else None.
+def _clean_text_block(block: bytes) -> tuple[bytes, int, np.ndarray | None] | None:
+    """``(ids, count, values or None)`` when every line is a digit string (CRLF allowed), else None.
 
-    Vectorised checks, picked for speed (a substring search for ``b"\\n0"`` costs more than all of them):
-    only newline and digit bytes; no empty line, no leading zero, at most 19 digits a line.
+    Vectorised checks, picked for speed (a substring search for ``b"\\n0"`` costs more than all of them).
+    Lines that are already normalised (no leading zero, at most 19 digits) are passed on unchanged;
+    zero-padded ones are parsed with one cast and rewritten, unless a value is out of range.
     """
     if b"\r" in block:
         if block.count(b"\r") != block.count(b"\r\n"):
@@ -259,21 +260,32 @@ def _clean_text_block(block: bytes) -> tuple[bytes, int] | None:
     newlines = np.flatnonzero(data == 10)
     if data.max() > 57 or np.count_nonzero(data < 48) != len(newlines):  # 48..57 are "0".."9"
         return None
-    if data[0] == 48 or np.any(data[newlines[:-1] + 1] == 48):
-        return None
     lengths = np.diff(newlines)
-    if not 1 <= newlines[0] <= MAX_ID_DIGITS or (
-        len(lengths) and (lengths.min() < 2 or lengths.max() > MAX_ID_DIGITS + 1)
-    ):
+    if newlines[0] == 0 or (len(lengths) and lengths.min() < 2):  # a blank line
         return None
-    return block, len(newlines)
+    count = len(newlines)
+    padded = data[0] == 48 or np.any(data[newlines[:-1] + 1] == 48)
+    if (
+        not padded
+        and newlines[0] <= MAX_ID_DIGITS
+        and (not len(lengths) or lengths.max() <= MAX_ID_DIGITS + 1)
+    ):
+        return block, count, None
+    try:
+        values = _text_values(block)
+    except pa.ArrowInvalid:  # beyond 2**64 - 1
+        return None
+    if values.min() == 0 or values.max() > 10**MAX_ID_DIGITS - 1:
+        return None
+    return _ids_text(values), count, values
 
 
 def _text_batch(source: str, first_line: int, block: bytes, unit: Literal["line", "row"] = "line") -> IdBatch:
     """Validate whole ``\\n``-terminated lines starting at line number ``first_line``."""
     clean = _clean_text_block(block)
     if clean is not None:
-        return IdBatch(source, first_line, clean[1], clean[0], clean[1])
+        ids, count, values = clean
+        return IdBatch(source, first_line, count, ids, count, values=values)
     lines = block.split(b"\n")
     lines.pop()  # the empty string after the final newline
     out: list[bytes] = []

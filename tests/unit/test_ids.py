@@ -158,6 +158,22 @@ def test_fast_and_slow_paths_agree_with_normalise_id_on_random_lines(tmp_path: P
         assert [line for _, line, _, _ in all_invalid(path, block_size=block_size)] == expected_bad
 
 
+def test_zero_padded_lines_are_normalised(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.txt", "".join(f"{n:025d}\r\n" for n in (1, 42, 10**19 - 1)))
+    assert valid_ids(path) == ["1", "42", str(10**19 - 1)]
+
+
+def test_zero_padded_zero_and_out_of_range_values_are_refused(tmp_path: Path) -> None:
+    lines = [f"{n:022d}" for n in (5, 0, 2**64, 10**19, 6)]
+    path = write_text(tmp_path / "ids.txt", "\n".join(lines) + "\n")
+    assert valid_ids(path) == ["5", "6"]
+    assert [(line, reason) for _, line, _, reason in all_invalid(path)] == [
+        (2, "zero is not an ID"),
+        (3, "more than 19 digits"),
+        (4, "more than 19 digits"),
+    ]
+
+
 def test_last_line_without_newline_is_read(tmp_path: Path) -> None:
     assert valid_ids(write_text(tmp_path / "ids.txt", "1\n2")) == ["1", "2"]
 
