@@ -24,20 +24,24 @@ Bad lines are quarantined in ``_rejects.jsonl`` and never dropped silently. The 
 
     lines_read (non-blank lines) == rows_written + duplicates + rejected
 
-Speed: blocks of a few MiB go to pyarrow's JSON parser in worker threads (it releases the GIL). A block
-holding a bad line falls back to a vectorised line classifier (a strict one-flat-object regex over all lines),
-so only the odd lines go through Python and line numbers stay exact.
+Speed: blocks of a few MiB of whole lines go to pyarrow's JSON parser in worker threads (it releases the
+GIL); typing and validation are vectorised. A block holding an odd line is split into lines with numpy: lines
+that start with ``{`` and end with ``}`` go to pyarrow as they are, the others through Python one by one; if
+pyarrow still refuses, a strict one-flat-object regex classifies every line, and Python is the last resort.
+So a bad line costs little and line numbers stay exact.
 
-Memory: valid rows are spilled to local Arrow IPC files, hash-partitioned by ``id`` into buckets sized from
-the input (about 128 MiB of JSON, under 1.5M rows, per bucket); duplicates are then collapsed one bucket at a
-time. Peak memory is a few blocks in flight plus one bucket, whatever the input size (up to 256 buckets,
-about 30 GiB of JSON, beyond which buckets grow). The first occurrence of an (id, action) pair wins, in the
-order sources were given.
+Duplicates and memory: tables are written while the input is read, and every valid row is also spilled to a
+local Arrow IPC file per (action, hash bucket of ``id``), buckets sized from the input (about 128 MiB of
+JSON, under 1.5M rows, each). Then each spill file is checked with one sort of its ids; only a table whose
+spill holds a duplicate is rewritten, one bucket at a time. Peak memory is a few blocks in flight, one row
+group being written and one bucket, whatever the input size (up to 256 buckets, about 30 GiB of JSON, beyond
+which buckets grow). The first occurrence of an (id, action) pair wins, in the order sources were given.
+Scratch space: about 32 bytes per valid row in ``spill_dir``.
 
 Atomic output: everything is written to a hidden sibling ``.<name>.staging-<uuid>`` and then swapped into
-place, so a rerun replaces its own output. Locally the swap is two renames (readers see the old or the new
-output, never a mix). Object stores have no atomic rename: the staging prefix is moved after the old output is
-removed, and ``_summary.json``, written last, marks a complete output.
+place, so a rerun replaces its own output. Locally the swap is two renames: readers see the old output, for an
+instant none, then the new one; never a mix. Object stores have no atomic rename: the staging prefix is moved
+after the old output is removed, and ``_summary.json``, written last, marks a complete output.
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ _BLOCK_BYTES = 4 << 20
 _BUCKET_BYTES = 128 << 20
 _MAX_BUCKETS = 256
 _DEFAULT_BUCKETS = 64  # when the input size is unknown (a source that cannot be stat'ed)
-_ROW_GROUP_ROWS = 1 << 20
+_ROW_GROUP_ROWS = 1 << 19
 _RAW_LIMIT = 1000
 _INT64_MAX = "9223372036854775807"
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: snowflake low bits are not uniform
@@ -500,7 +504,7 @@ def _convert_block(block: bytes, id_type: IdType, buckets: int) -> _Block:
 def _reject_record(reason: str, raw: bytes) -> str:
     """A reject's JSON fields after ``source`` and ``line`` (built in the worker, off the main thread)."""
     text = raw[:_RAW_LIMIT].rstrip(b"\r\n").decode("utf-8", errors="replace")
-    cut = json.dumps(len(raw.rstrip(b"\r\n")) > _RAW_LIMIT)
+    cut = "true" if len(raw.rstrip(b"\r\n")) > _RAW_LIMIT else "false"
     return f',"reason":"{reason}","raw":{json.dumps(text, ensure_ascii=False)},"cut":{cut}}}\n'
 
 
@@ -830,6 +834,8 @@ class _Conversion:
         for local, action in enumerate(_array(rows["action"]).dictionary.to_pylist()):
             size = int(block.counts[local].sum())
             part = rows.slice(start, size)
+            if 2 * size < rows.num_rows:  # copy, or a buffered slice would keep the whole block alive
+                part = part.take(pa.array(np.arange(size)))
             table = pa.Table.from_arrays(
                 [
                     part["id"],

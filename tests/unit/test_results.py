@@ -243,7 +243,9 @@ def test_rejects_over_a_count_threshold_fail_after_writing_the_rejects(tmp_path:
 
     assert len(rejects(tmp_path)) == 2
     assert not (tmp_path / "out" / "delete").exists()
-    assert json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())["rejected"] == 2
+    written = json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())
+    assert (written["rejected"], written["rows_valid"], written["tables"]) == (2, 1, {})
+    assert written["reconciled"] is True
 
 
 def test_rejects_over_a_fraction_threshold_fail(tmp_path: Path) -> None:
