@@ -7,6 +7,7 @@ signed URL: build them from the API's problem ``title``/``detail`` and from ids,
 from __future__ import annotations
 
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -130,7 +131,16 @@ class UploadRejectedError(TransferError):
 
 
 class InvalidIdsError(XComplianceError, ValueError):
-    """An ID source holds invalid lines; the message names file, line numbers and values."""
+    """An ID source holds invalid lines; the message names file, line numbers and values.
+
+    ``samples`` are the first invalid lines (each with ``source``, ``line``, ``value``, ``reason``) and
+    ``total`` how many there were, for callers that report them their own way.
+    """
+
+    def __init__(self, message: str, *, samples: Sequence[Any] = (), total: int = 0) -> None:
+        super().__init__(message)
+        self.samples = tuple(samples)
+        self.total = total
 
 
 class ResultsRejectedError(XComplianceError, ValueError):

@@ -816,7 +816,9 @@ class _Tally:
         return InvalidIdsError(
             f"{self.invalid} invalid ID value(s) in {self.read} records; first: {first}. An ID is 1 to "
             f"{MAX_ID_DIGITS} ASCII digits, not zero. Fix the source, or pass on_invalid='skip' to leave "
-            "them out and list them in a rejects file."
+            "them out and list them in a rejects file.",
+            samples=self.samples,
+            total=self.invalid,
         )
 
     def counts(self, duplicates: int, exact: bool, written: int) -> IdCounts:

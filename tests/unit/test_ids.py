@@ -357,6 +357,8 @@ def test_fail_names_file_lines_values_and_total_and_writes_nothing(tmp_path: Pat
     assert "line 10: '0'" in message
     assert "'y'" not in message  # only the first few are quoted
     assert not list(out.glob("ids-*"))
+    assert caught.value.total == 7
+    assert [(s.line, s.value) for s in caught.value.samples[:2]] == [(2, "+1"), (4, "x")]
 
 
 def test_fail_message_escapes_and_shortens_values(tmp_path: Path) -> None:
