@@ -6,8 +6,8 @@ signed URL: build them from the API's problem ``title``/``detail`` and from ids,
 
 from __future__ import annotations
 
-from datetime import datetime
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 
