@@ -72,6 +72,7 @@ import pyarrow.parquet as pq
 
 from airflow_provider_xcompliance.exceptions import ResultsRejectedError
 from airflow_provider_xcompliance.models import JobType, parse_api_time
+from airflow_provider_xcompliance.redaction import redact_url
 
 __all__ = [
     "KNOWN_ACTIONS",
@@ -303,7 +304,8 @@ def _normalise_sources(sources: Any, job_id: str | None) -> list[tuple[Any, str,
     out = []
     for source, source_job in pairs:
         path = _as_path(source)
-        out.append((path, str(path), source_job or job_id or _job_id_from_name(path)))
+        name = redact_url(str(path)) if "://" in str(path) else str(path)  # no signed query in any record
+        out.append((path, name, source_job or job_id or _job_id_from_name(path)))
     return out
 
 

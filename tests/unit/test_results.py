@@ -429,3 +429,26 @@ def test_duplicates_collapse_across_blocks_and_buckets(tmp_path: Path, monkeypat
     assert all(row["reason"] == reasons[row["id"] % 4] for row in rows)
     assert summary.duplicates == len(again)
     assert summary.rows_by_reason == {reason: 250 for reason in reasons}
+
+
+class SignedPath:
+    """Any object with ``.open()`` is a source; this one prints as a signed URL."""
+
+    def __init__(self, real: Path) -> None:
+        self.real = real
+
+    def open(self, mode: str = "rb") -> object:
+        return self.real.open(mode)
+
+    def __str__(self) -> str:
+        return "https://storage.example/results.jsonl?X-Goog-Signature=secret"
+
+
+def test_signed_url_queries_never_reach_the_rejects_or_summary(tmp_path: Path) -> None:
+    source = SignedPath(write(tmp_path / "results.jsonl", "junk", line()))
+
+    summary = results_to_parquet([source], tmp_path / "out", job_type="tweets")
+
+    assert summary.sources == ("https://storage.example/results.jsonl",)
+    assert summary.rows_written == 1
+    assert "secret" not in (tmp_path / "out" / REJECTS_FILE).read_text()
