@@ -36,7 +36,7 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceError,
 )
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
-from airflow_provider_xcompliance.models import Job, JobStatus, JobType, TransferReport
+from airflow_provider_xcompliance.models import Job, JobStatus, JobType
 from airflow_provider_xcompliance.naming import job_name
 from airflow_provider_xcompliance.sensors.compliance import job_outcome_error
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
@@ -51,7 +51,8 @@ UPLOAD_MARGIN_SECONDS = 60.0
 DEFER_BACKSTOP_SECONDS = 120.0
 # Creates that conflict while no job visibly holds the slot (it ended between the two calls) before giving up.
 MAX_INVISIBLE_CONFLICTS = 3
-_SIZE_ERROR_WORDS = ("too large", "too big", "too many", "size", "exceed", "limit")
+# The API documents no size limit or its error text: these words are a heuristic, kept deliberately broad.
+_SIZE_ERROR_WORDS = ("too large", "too big", "too many", "more than", "size", "exceed", "limit", "split")
 UI_COLOR = "#cfe8fc"
 
 
@@ -168,7 +169,7 @@ class ChunkRecord(TypedDict):
 
 
 def processing_rate(done: Iterable[ChunkRecord]) -> float | None:
-    """IDs per second the API processed, over the chunks whose processing time this run observed."""
+    """IDs per second a chunk takes end to end, over the chunks whose duration this try observed."""
     timed = [(c["uploaded_ids"], c["processing_seconds"]) for c in done if c["processing_seconds"]]
     seconds = sum(s for _, s in timed if s)
     return sum(n for n, _ in timed) / seconds if seconds > 0 else None
@@ -191,22 +192,6 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-@dataclasses.dataclass
-class RunState:
-    """Progress of one task through its chunks, carried across deferrals in the resume kwargs."""
-
-    deadline: float | None = None
-    chunk: int = 0
-    done: list[ChunkRecord] = dataclasses.field(default_factory=list)
-    scanned: bool = False  # whether finished chunks of earlier tries were looked up already
-    uploaded_at: float | None = None  # when the running chunk's upload ended (None: an earlier try did it)
-    uploaded_ids: int | None = None
-    slot_deadline: float | None = None  # end of the current wait for another job to free the slot
-
-    def to_kwargs(self) -> dict[str, Any]:
-        return {"state": dataclasses.asdict(self)}
-
-
 def _utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=timezone.utc)
 
@@ -223,6 +208,9 @@ class XComplianceCreateJobOperator(BaseOperator):
     single slot, the operator waits for it (deferred when ``deferrable``) or fails fast
     (``on_conflict="fail"``), naming the job that holds it.
 
+    Nothing is carried in the resume kwargs of a deferral: a resumed task rebuilds its position from the
+    trigger event, the API (jobs by name) and the destination, so resuming and retrying share one path.
+
     :param job_type: ``tweets`` or ``users``.
     :param ids: ID source: a file, folder, glob or list of them, local or object storage (templated).
     :param name: readable prefix of the job name (templated); a hash of DAG, task, run and chunk is always
@@ -237,13 +225,14 @@ class XComplianceCreateJobOperator(BaseOperator):
     :param on_conflict: ``wait`` for the job that holds the slot, or ``fail`` at once.
     :param slot_wait_timeout: seconds to wait for the slot before failing.
     :param poll_interval: seconds between status checks (stretched when the rate window runs low).
-    :param timeout: seconds the whole task may take (waits included); ``execution_timeout`` also counts.
+    :param timeout: seconds the whole try may take (waits included); ``execution_timeout`` also counts.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
     :param max_transient_errors: transient poll failures in a row a deferred wait tolerates.
     """
 
     template_fields: Sequence[str] = ("ids", "name")
     ui_color = UI_COLOR
+    max_ids_per_job: int | None = None  # one job: splitting needs the run operator, which waits between jobs
 
     def __init__(
         self,
@@ -282,8 +271,7 @@ class XComplianceCreateJobOperator(BaseOperator):
         self.deferrable = deferrable
         self.max_transient_errors = max_transient_errors
         self._job_id: str | None = None  # our unfinished job, for on_kill
-
-    max_ids_per_job: int | None = None  # one job: splitting needs the run operator, which waits between jobs
+        self._slot_deadline: float | None = None  # end of the current wait for another job's slot
 
     @cached_property
     def hook(self) -> XComplianceHook:
@@ -292,13 +280,9 @@ class XComplianceCreateJobOperator(BaseOperator):
     # --- entry points ---
 
     def execute(self, context: Context) -> Any:
-        return self._proceed(
-            context, RunState(deadline=run_deadline(time.time(), self.timeout, self.execution_timeout))
-        )
+        return self._proceed(context)
 
-    def execute_after_slot_wait(
-        self, context: Context, event: dict[str, Any] | None = None, state: dict[str, Any] | None = None
-    ) -> Any:
+    def execute_after_slot_wait(self, context: Context, event: dict[str, Any] | None = None, **_: Any) -> Any:
         """Resume after waiting for another job to free the slot, and try to create the job again."""
         event = checked_event(event)
         if event["status"] == "timeout":
@@ -307,24 +291,30 @@ class XComplianceCreateJobOperator(BaseOperator):
                 f"{self.slot_wait_timeout:.0f} s; try again later or cancel that job"
             )
         self.log.info("Job %s no longer holds the slot: %s", event["job_id"], event.get("message"))
-        return self._proceed(context, RunState(**(state or {})))
+        self._slot_deadline = event.get("deadline")  # a new conflict keeps waiting against the same bound
+        return self._proceed(context)
 
     def on_kill(self) -> None:
         """Cancel the job when a running task is killed (a deferred wait is cancelled by the trigger)."""
         if self._job_id:
             self._cancel_quietly(self._job_id, "the task was killed")
 
-    def _proceed(self, context: Context, state: RunState) -> Any:
+    def _proceed(self, context: Context) -> Any:
         prepared = self._prepare_ids(context)
         if not prepared.chunks:
             raise InvalidIdsError(
                 f"No valid ID in {self.ids!r}: nothing to upload ({prepared.counts.as_dict()})"
             )
-        job, _ = self._start_job(context, prepared.chunks[0], self._job_name(context, None), state)
+        job = self._start_job(context, prepared.chunks[0], self._job_name(context, None))
         self._job_id = None  # uploaded: waiting (and cancelling) is someone else's business now
         for chunk in prepared.chunks:  # the rejects file, if any, stays for the user
             chunk.path.unlink(missing_ok=True)
         return job.id
+
+    def _deadline(self, context: Context) -> float | None:
+        """This try's deadline: its start (kept across deferrals) plus ``timeout``/``execution_timeout``."""
+        start = context["ti"].start_date
+        return run_deadline(start.timestamp() if start else time.time(), self.timeout, self.execution_timeout)
 
     # --- IDs ---
 
@@ -381,28 +371,20 @@ class XComplianceCreateJobOperator(BaseOperator):
             "Compliance job %s (%s, name %s) is %s", job.id, job.type.value, job.name, job.status.value
         )
 
-    def _start_job(
-        self, context: Context, chunk: id_files.IdChunk, name: str, state: RunState
-    ) -> tuple[Job, TransferReport | None]:
+    def _start_job(self, context: Context, chunk: id_files.IdChunk, name: str) -> Job:
         """Reattach to this chunk's job or create it, and upload its IDs if that is still to do."""
         existing = self.hook.find_job(self.job_type, name)
         step = reattach_step(existing, datetime.now(timezone.utc))
-        if existing is not None:
-            self.log.info(
-                "Found job %s named %s (%s): %s", existing.id, name, existing.status.value, step.value
-            )
         if existing is None or step is not Step.CREATE:
-            job = existing or self._create(context, name, state)
+            job = existing or self._create(context, name)
             self._track(context, job)
         elif existing.status.holds_slot:
-            job = self._replace(context, existing, name, state, "its upload window closes too soon")
+            job = self._replace(context, existing, name, "its upload window closes too soon")
         else:
-            job = self._replace(context, existing, name, state, f"it is {existing.status.value}")
-        if step in (Step.CREATE, Step.UPLOAD):
-            return self._upload(context, job, chunk, name, state)
-        return job, None
+            job = self._replace(context, existing, name, f"it is {existing.status.value}")
+        return self._upload(context, job, chunk, name) if step in (Step.CREATE, Step.UPLOAD) else job
 
-    def _create(self, context: Context, name: str, state: RunState) -> Job:
+    def _create(self, context: Context, name: str) -> Job:
         invisible = 0
         while True:
             try:
@@ -413,12 +395,12 @@ class XComplianceCreateJobOperator(BaseOperator):
                 )
                 if holder is None and (invisible := invisible + 1) < MAX_INVISIBLE_CONFLICTS:
                     continue  # the holder ended between the two calls
-                self._wait_for_slot(holder, state)
+                self._wait_for_slot(context, holder)
             else:
-                state.slot_deadline = None
+                self._slot_deadline = None
                 return job
 
-    def _wait_for_slot(self, holder: Job | None, state: RunState) -> None:
+    def _wait_for_slot(self, context: Context, holder: Job | None) -> None:
         """Wait (bounded) until ``holder`` leaves the slot: defers, or polls when not deferrable."""
         kind = self.job_type.value
         who = f"job {holder.id} (name {holder.name}, {holder.status.value})" if holder else "an unlisted job"
@@ -428,19 +410,18 @@ class XComplianceCreateJobOperator(BaseOperator):
                 "(on_conflict='wait' waits for it)"
             )
         now = time.time()
-        if state.slot_deadline is None:
-            limits = [now + self.slot_wait_timeout] + ([state.deadline] if state.deadline else [])
-            state.slot_deadline = min(limits)
-        self.log.warning("The %s slot is held by %s: waiting until %s", kind, who, _utc(state.slot_deadline))
+        if self._slot_deadline is None:
+            deadline = self._deadline(context)
+            self._slot_deadline = min(now + self.slot_wait_timeout, deadline if deadline else float("inf"))
+        self.log.warning("The %s slot is held by %s: waiting until %s", kind, who, _utc(self._slot_deadline))
         if self.deferrable:
             self.defer(
-                trigger=self._trigger(holder.id, state.slot_deadline, cancel_on_kill=False),
+                trigger=self._trigger(holder.id, self._slot_deadline, cancel_on_kill=False),
                 method_name="execute_after_slot_wait",
-                kwargs=state.to_kwargs(),
-                timeout=defer_timeout(state.slot_deadline, now),
+                timeout=defer_timeout(self._slot_deadline, now),
             )
         try:
-            self.hook.wait_for_job(holder.id, self.poll_interval, timeout=max(state.slot_deadline - now, 0.0))
+            self.hook.wait_for_job(holder.id, self.poll_interval, timeout=max(self._slot_deadline - now, 0.0))
         except (JobFailedError, JobExpiredError):
             pass  # ended badly, but ended: the slot is free either way
         except JobTimeoutError as error:
@@ -448,29 +429,26 @@ class XComplianceCreateJobOperator(BaseOperator):
                 f"The {kind} slot was still held by {who} at the end of the wait"
             ) from error
 
-    def _upload(
-        self, context: Context, job: Job, chunk: id_files.IdChunk, name: str, state: RunState
-    ) -> tuple[Job, TransferReport]:
+    def _upload(self, context: Context, job: Job, chunk: id_files.IdChunk, name: str) -> Job:
         if job.upload_expired(datetime.now(timezone.utc), UPLOAD_MARGIN_SECONDS):
-            job = self._replace(context, job, name, state, "its upload window has closed")
+            job = self._replace(context, job, name, "its upload window has closed")
         try:
-            report = self.hook.upload_ids(job, chunk.path)
+            self.hook.upload_ids(job, chunk.path)
         except UploadUrlExpiredError:
-            job = self._replace(context, job, name, state, "its upload URL expired during the upload")
-            report = self.hook.upload_ids(job, chunk.path)
+            job = self._replace(context, job, name, "its upload URL expired during the upload")
+            self.hook.upload_ids(job, chunk.path)
         except UploadRejectedError as error:
             self._cancel_quietly(job.id, "its upload was rejected")
             raise UploadRejectedError(
                 f"Upload to job {job.id} rejected: {error}.{size_hint(chunk.ids)}"
             ) from error
-        state.uploaded_at, state.uploaded_ids = time.time(), chunk.ids
-        return self.hook.get_job(job.id), report
+        return self.hook.get_job(job.id)  # the status check before any wait
 
-    def _replace(self, context: Context, job: Job, name: str, state: RunState, why: str) -> Job:
+    def _replace(self, context: Context, job: Job, name: str, why: str) -> Job:
         self.log.warning("Not using job %s because %s: creating a fresh one", job.id, why)
         if job.status.holds_slot:  # cancelling frees the slot at once where the API can cancel
             self._cancel_quietly(job.id, why)
-        fresh = self._create(context, name, state)
+        fresh = self._create(context, name)
         self._track(context, fresh)
         return fresh
 
@@ -503,13 +481,14 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
     """Run the whole compliance lifecycle in one task: validate, create, upload, wait, download.
 
     With ``max_ids_per_job`` the IDs are split into chunks run one after another (the API runs one unfinished
-    job per type), each downloaded as soon as it completes. Progress is derived from the API and the
-    destination: each chunk's job has a deterministic name and its results a deterministic file, so a retried
-    or cleared task skips the finished chunks and reattaches to the running one. An ETA is logged per chunk
-    from the processing rate observed so far.
+    job per type), each downloaded as soon as it completes. Progress is derived, not stored: a chunk is
+    finished when its deterministically named job is complete and its results file exists at the
+    destination, so a resumed, retried or cleared task skips the finished chunks and reattaches to the
+    running one. An ETA is logged per chunk from the chunk durations observed so far.
 
     Returns a small dict: ``job_ids``, ``results_uris``, ``uploaded_ids``, ``result_lines``, ``chunks`` (one
-    record each), ``ids`` (validation counts) and ``rejects_uri``.
+    record each, also pushed to XCom key ``chunks`` as they finish), ``ids`` (validation counts) and
+    ``rejects_uri``.
 
     :param destination: where results go (templated): a folder (ending in ``/`` or existing) that receives
         ``<job name>.jsonl`` per chunk, or a file name (``name.part-00000.jsonl`` ... when there are chunks).
@@ -525,39 +504,31 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
         self.destination = destination
         self.max_ids_per_job = max_ids_per_job
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None, state: dict[str, Any] | None = None
-    ) -> Any:
-        """Resume when the running chunk's job ended: download it, then go on with the next chunk."""
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **_: Any) -> Any:
+        """Resume when the running chunk's job ended: carry on from what the API and destination show."""
         event = checked_event(event)
-        run = RunState(**(state or {}))
-        self._job_id = event["job_id"]
+        self._job_id = job_id = event["job_id"]
         if event["status"] == "timeout":
-            self._cancel_quietly(event["job_id"], "it missed the task's deadline")
+            self._cancel_quietly(job_id, "it missed the task's deadline")
             raise JobTimeoutError(f"{event['message']}; the job was cancelled")
         if event["status"] == "error":
-            self._raise_job_error(
-                event["job_id"], event.get("job_status"), event.get("error"), event["message"], run
-            )
-        self._finish_chunk(context, self._prepare_ids(context), self.hook.get_job(event["job_id"]), run)
-        return self._proceed(context, run)
+            ids = self._ids_of(context, job_id) if looks_like_size_error(event.get("error")) else None
+            self._raise_job_error(job_id, event.get("job_status"), event.get("error"), event["message"], ids)
+        return self._proceed(context)  # finds the job complete without results: downloads it, goes on
 
-    def _proceed(self, context: Context, state: RunState) -> Any:
+    def _proceed(self, context: Context) -> Any:
         prepared = self._prepare_ids(context)
-        if not state.scanned:
-            self._skip_finished_chunks(context, prepared, state)
-        while state.chunk < len(prepared.chunks):
-            chunk = prepared.chunks[state.chunk]
-            remaining = sum(c.ids for c in prepared.chunks[state.chunk :])
-            self.log.info(
-                eta_message(
-                    state.chunk, len(prepared.chunks), chunk.ids, remaining, processing_rate(state.done)
-                )
-            )
-            job, _ = self._start_job(context, chunk, self._chunk_name(context, prepared, chunk.index), state)
-            self._finish_chunk(context, prepared, self._wait(job, state), state)
+        done = self._finished_chunks(context, prepared)
+        for chunk in prepared.chunks[len(done) :]:
+            remaining = sum(c.ids for c in prepared.chunks[chunk.index :])
+            rate = processing_rate(done)
+            self.log.info(eta_message(chunk.index, len(prepared.chunks), chunk.ids, remaining, rate))
+            name = self._chunk_name(context, prepared, chunk.index)
+            job = self._wait(context, self._start_job(context, chunk, name), chunk)
+            done.append(self._download(prepared, chunk, name, job))
+            context["ti"].xcom_push(key="chunks", value=done)
         shutil.rmtree(self._staging_dir(context), ignore_errors=True)
-        return self._summary(context, prepared, state)
+        return self._summary(context, prepared, done)
 
     def _ids_prepared(self, context: Context, prepared: id_files.PreparedIds) -> None:
         """Publish the rejects beside the results, since the local staging folder is temporary."""
@@ -580,81 +551,90 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
         target = storage.resolve_destination(self.destination, f"{name}.jsonl")
         return chunk_file(target, index) if chunks > 1 and target == str(self.destination) else target
 
-    def _skip_finished_chunks(
-        self, context: Context, prepared: id_files.PreparedIds, state: RunState
-    ) -> None:
-        """Resume at the first chunk without both a complete job and its results file (one list call)."""
-        state.scanned = True
+    def _finished_chunks(self, context: Context, prepared: id_files.PreparedIds) -> list[ChunkRecord]:
+        """The leading chunks with a complete job and a results file (one list call, no data read twice)."""
+        ti = context["ti"]
+        recorded = ti.xcom_pull(task_ids=ti.task_id, key="chunks", map_indexes=ti.map_index) or []
+        known = {record["job_id"]: record for record in recorded}
         jobs = newest_by_name(self.hook.list_jobs(self.job_type))
-        for chunk in prepared.chunks[state.chunk :]:
+        done: list[ChunkRecord] = []
+        for chunk in prepared.chunks:
             name = self._chunk_name(context, prepared, chunk.index)
-            job = jobs.get(name)
-            target = self._results_file(name, chunk.index, len(prepared.chunks))
+            job, target = jobs.get(name), self._results_file(name, chunk.index, len(prepared.chunks))
             if job is None or job.status is not JobStatus.COMPLETE or not _exists(target):
                 break
-            state.done.append(_record(chunk.index, job, name, chunk.ids, target, _count_lines(target), None))
-            state.chunk += 1
-        if state.done:
+            lines = known[job.id]["result_lines"] if job.id in known else _count_lines(target)
+            seconds = known[job.id]["processing_seconds"] if job.id in known else None
+            done.append(_record(chunk.index, job, name, chunk.ids, target, lines, seconds))
+        if done and not known:
             self.log.info(
-                "Resuming at chunk %d: %d chunk(s) already finished", state.chunk + 1, len(state.done)
+                "Resuming at chunk %d: %d chunk(s) finished by an earlier try", len(done) + 1, len(done)
             )
+        return done
 
-    def _wait(self, job: Job, state: RunState) -> Job:
+    def _wait(self, context: Context, job: Job, chunk: id_files.IdChunk) -> Job:
         """The job once complete: deferred to the trigger, or polled here when not deferrable."""
         if job.status is JobStatus.COMPLETE:
             return job
+        deadline = self._deadline(context)
         if self.deferrable:
             self.defer(
-                trigger=self._trigger(job.id, state.deadline),
+                trigger=self._trigger(job.id, deadline),
                 method_name="execute_complete",
-                kwargs=state.to_kwargs(),
-                timeout=defer_timeout(state.deadline, time.time()),
+                timeout=defer_timeout(deadline, time.time()),
             )
-        left = None if state.deadline is None else max(state.deadline - time.time(), 0.0)
+        left = None if deadline is None else max(deadline - time.time(), 0.0)
         try:
             return self.hook.wait_for_job(job.id, self.poll_interval, timeout=left)
         except JobTimeoutError:
             self._cancel_quietly(job.id, "it missed the task's deadline")
             raise
         except JobFailedError as error:
-            self._raise_job_error(job.id, JobStatus.FAILED.value, error.error, str(error), state)
+            self._raise_job_error(job.id, JobStatus.FAILED.value, error.error, str(error), chunk.ids)
 
+    @staticmethod
     def _raise_job_error(
-        self, job_id: str, job_status: str | None, error: str | None, message: str, state: RunState
+        job_id: str, job_status: str | None, error: str | None, message: str, ids: int | None
     ) -> NoReturn:
         if job_status == JobStatus.FAILED.value:
-            hint = size_hint(state.uploaded_ids) if looks_like_size_error(error) else ""
-            raise JobFailedError(job_id, f"{error}.{hint}" if hint else error)
+            raise JobFailedError(
+                job_id, f"{error}.{size_hint(ids)}" if looks_like_size_error(error) else error
+            )
         if job_status == JobStatus.EXPIRED.value:
             raise JobExpiredError(job_id)
         # Polling gave up: the job may still be running, and a retry reattaches to it.
         raise XComplianceError(message)
 
-    def _finish_chunk(
-        self, context: Context, prepared: id_files.PreparedIds, job: Job, state: RunState
-    ) -> None:
-        chunk = prepared.chunks[state.chunk]
-        name = self._chunk_name(context, prepared, chunk.index)
+    def _ids_of(self, context: Context, job_id: str) -> int | None:
+        """How many IDs the chunk of this job held (for the size hint of a failed job)."""
+        prepared, name = self._prepare_ids(context), self.hook.get_job(job_id).name
+        sizes = {self._chunk_name(context, prepared, c.index): c.ids for c in prepared.chunks}
+        return sizes.get(name or "")
+
+    def _download(
+        self, prepared: id_files.PreparedIds, chunk: id_files.IdChunk, name: str, job: Job
+    ) -> ChunkRecord:
         report = self.hook.download_results(job, self._results_file(name, chunk.index, len(prepared.chunks)))
-        seconds = time.time() - state.uploaded_at if state.uploaded_at else None
-        state.done.append(_record(chunk.index, job, name, chunk.ids, report.uri or "", report.lines, seconds))
-        state.chunk += 1
-        state.uploaded_at = state.uploaded_ids = None
+        # From creation to results: the chunk's whole duration, which is what an ETA needs.
+        seconds = time.time() - job.created_at.timestamp() if job.created_at else None
         self._job_id = None
         self.log.info(
             "Chunk %d: %d result lines from job %s at %s", chunk.index + 1, report.lines, job.id, report.uri
         )
+        return _record(chunk.index, job, name, chunk.ids, report.uri or "", report.lines, seconds)
 
-    def _summary(self, context: Context, prepared: id_files.PreparedIds, state: RunState) -> dict[str, Any]:
+    def _summary(
+        self, context: Context, prepared: id_files.PreparedIds, done: list[ChunkRecord]
+    ) -> dict[str, Any]:
         return {
             "job_type": self.job_type.value,
-            "job_ids": [c["job_id"] for c in state.done],
-            "results_uris": [c["results_uri"] for c in state.done],
-            "uploaded_ids": sum(c["uploaded_ids"] for c in state.done),
-            "result_lines": sum(c["result_lines"] for c in state.done),
-            "chunks": state.done,
+            "job_ids": [c["job_id"] for c in done],
+            "results_uris": [c["results_uri"] for c in done],
+            "uploaded_ids": sum(c["uploaded_ids"] for c in done),
+            "result_lines": sum(c["result_lines"] for c in done),
+            "chunks": done,
             "ids": prepared.counts.as_dict(),
-            "rejects_uri": self._rejects_file(context) if prepared.rejects_path else None,
+            "rejects_uri": self._rejects_file(context) if prepared.counts.invalid else None,
         }
 
 

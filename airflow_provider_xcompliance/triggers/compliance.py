@@ -43,7 +43,9 @@ def transient_retry_delay(error: BaseException, errors_in_a_row: int, interval: 
 class XComplianceJobTrigger(BaseTrigger):
     """Poll one compliance job until it is terminal, then fire exactly one event.
 
-    The event is ``{"status": "success"|"error"|"timeout", "job_id", "job_status", "message", "polls"}``.
+    The event is ``{"status": "success"|"error"|"timeout", "job_id", "job_status", "message", "polls",
+    "deadline"}``: it carries the deadline so that a resumed task knows what its wait was bounded by (the
+    resume kwargs of a deferral are not a reliable channel: ``dag.test()`` replaces them with the event).
     ``deadline`` is wall-clock epoch seconds rather than a duration because the trigger is serialized and
     may resume in another triggerer process, where a monotonic clock or a start time would be meaningless.
 
@@ -146,6 +148,7 @@ class XComplianceJobTrigger(BaseTrigger):
             "job_status": _value(job_status),
             "message": message,
             "polls": polls,
+            "deadline": self.deadline,
         }
 
     async def on_kill(self) -> None:

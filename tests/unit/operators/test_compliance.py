@@ -121,7 +121,13 @@ def test_newest_by_name_keeps_the_newest_job_of_each_name():
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("File too large", True), ("exceeds the maximum size", True), ("Internal error", False), (None, False)],
+    [
+        ("File too large", True),
+        ("exceeds the maximum size", True),
+        ("The uploaded file has 100 IDs, more than the 50 IDs a job may hold", True),
+        ("Internal error", False),
+        (None, False),
+    ],
 )
 def test_looks_like_size_error(text, expected):
     assert looks_like_size_error(text) is expected
@@ -250,10 +256,14 @@ class FakeHook:
 class FakeTI:
     def __init__(self, run_id: str = "manual__2026-05-01T12:00:00+00:00") -> None:
         self.dag_id, self.task_id, self.run_id, self.map_index = "dag", "task", run_id, -1
+        self.start_date = datetime.now(timezone.utc)
         self.xcom: list[tuple[str, Any]] = []
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom.append((key, value))
+
+    def xcom_pull(self, task_ids: str, key: str, map_indexes: int) -> Any:
+        return next((value for pushed, value in reversed(self.xcom) if pushed == key), None)
 
 
 @pytest.fixture(autouse=True)
@@ -393,18 +403,33 @@ def test_conflict_defers_on_the_holder_without_cancelling_it_on_kill(hook, ti, i
 def test_slot_wait_resumes_by_creating_the_job(hook, ti, ids_file):
     holder = hook.add(make_job(JobStatus.IN_PROGRESS))
     op = create_op(hook, ids_file, deferrable=True)
-    with pytest.raises(TaskDeferred) as deferred:
+    with pytest.raises(TaskDeferred):
         op.execute(context_of(ti))
     hook._set(holder.id, status=JobStatus.COMPLETE)
     event = {"status": "success", "job_id": holder.id, "job_status": "complete", "message": "done"}
-    job_id = op.execute_after_slot_wait(context_of(ti), event=event, **deferred.value.kwargs)
+    job_id = op.execute_after_slot_wait(context_of(ti), event=event)
     assert hook.created == [job_id]
+
+
+def test_slot_taken_again_after_a_wait_keeps_waiting_against_the_same_deadline(hook, ti, ids_file):
+    hook.add(make_job(JobStatus.IN_PROGRESS))
+    deadline = time.time() + 900
+    event = {
+        "status": "success",
+        "job_id": "42",
+        "job_status": "complete",
+        "message": "m",
+        "deadline": deadline,
+    }
+    with pytest.raises(TaskDeferred) as deferred:
+        create_op(hook, ids_file, deferrable=True).execute_after_slot_wait(context_of(ti), event=event)
+    assert deferred.value.trigger.deadline == deadline
 
 
 def test_slot_wait_that_times_out_fails_with_the_holder(hook, ti, ids_file):
     event = {"status": "timeout", "job_id": "42", "job_status": "in_progress", "message": "late"}
     with pytest.raises(JobConflictError, match="job 42"):
-        create_op(hook, ids_file).execute_after_slot_wait(context_of(ti), event=event, state={})
+        create_op(hook, ids_file).execute_after_slot_wait(context_of(ti), event=event)
 
 
 def test_non_deferrable_conflict_waits_for_the_holder_then_creates(hook, ti, ids_file):
@@ -430,11 +455,19 @@ def test_run_defers_with_the_job_trigger_a_deadline_and_a_later_backstop(hook, t
     assert timedelta(hours=2) < deferred.value.timeout <= timedelta(hours=2, seconds=DEFER_BACKSTOP_SECONDS)
 
 
-def defer_run(hook: FakeHook, ti: FakeTI, ids: Path, out: Path, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-    op = run_op(hook, ids, out, deferrable=True, **kwargs)
+def test_deadline_counts_from_the_start_of_the_try_not_from_a_resume(hook, ti, ids_file, tmp_path):
+    ti.start_date = datetime.now(timezone.utc) - timedelta(hours=1)
+    op = run_op(hook, ids_file, tmp_path / "out", deferrable=True, timeout=7200)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context_of(ti))
-    return op, deferred.value.kwargs or {}
+    assert deferred.value.trigger.deadline == pytest.approx(ti.start_date.timestamp() + 7200)
+
+
+def defer_run(hook: FakeHook, ti: FakeTI, ids: Path, out: Path, **kwargs: Any) -> XComplianceRunJobOperator:
+    op = run_op(hook, ids, out, deferrable=True, **kwargs)
+    with pytest.raises(TaskDeferred):
+        op.execute(context_of(ti))
+    return op
 
 
 def event(status: str, job_id: str, job_status: str | None, **extra: Any) -> dict[str, Any]:
@@ -442,10 +475,10 @@ def event(status: str, job_id: str, job_status: str | None, **extra: Any) -> dic
 
 
 def test_success_event_downloads_and_returns_a_summary(hook, ti, ids_file, tmp_path):
-    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out")
+    op = defer_run(hook, ti, ids_file, tmp_path / "out")
     job_id = hook.created[0]
     hook._set(job_id, status=JobStatus.COMPLETE)
-    summary = op.execute_complete(context_of(ti), event=event("success", job_id, "complete"), **kwargs)
+    summary = op.execute_complete(context_of(ti), event=event("success", job_id, "complete"))
     assert summary["job_ids"] == [job_id]
     assert summary["uploaded_ids"] == 10
     assert summary["result_lines"] == 1
@@ -454,54 +487,54 @@ def test_success_event_downloads_and_returns_a_summary(hook, ti, ids_file, tmp_p
 
 
 def test_timeout_event_cancels_the_job_then_fails(hook, ti, ids_file, tmp_path):
-    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out")
+    op = defer_run(hook, ti, ids_file, tmp_path / "out")
     job_id = hook.created[0]
     with pytest.raises(JobTimeoutError):
-        op.execute_complete(context_of(ti), event=event("timeout", job_id, "in_progress"), **kwargs)
+        op.execute_complete(context_of(ti), event=event("timeout", job_id, "in_progress"))
     assert hook.cancelled == [job_id]
 
 
 def test_timeout_event_fails_even_when_cancel_is_unsupported(hook, ti, ids_file, tmp_path):
-    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out")
+    op = defer_run(hook, ti, ids_file, tmp_path / "out")
     hook.cancel_error = CancelNotSupportedError("no DELETE")
     with pytest.raises(JobTimeoutError):
-        op.execute_complete(context_of(ti), event=event("timeout", hook.created[0], "in_progress"), **kwargs)
+        op.execute_complete(context_of(ti), event=event("timeout", hook.created[0], "in_progress"))
 
 
 def test_failed_job_event_fails_with_the_job_error_text(hook, ti, ids_file, tmp_path):
-    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out")
+    op = defer_run(hook, ti, ids_file, tmp_path / "out")
     failed = event("error", hook.created[0], "failed", error="corrupt upload")
     with pytest.raises(JobFailedError, match="corrupt upload") as raised:
-        op.execute_complete(context_of(ti), event=failed, **kwargs)
+        op.execute_complete(context_of(ti), event=failed)
     assert "max_ids_per_job" not in str(raised.value)
 
 
 def test_job_failing_with_a_size_error_suggests_max_ids_per_job(hook, ti, ids_file, tmp_path):
-    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out")
+    op = defer_run(hook, ti, ids_file, tmp_path / "out")
     failed = event("error", hook.created[0], "failed", error="Upload too large")
     with pytest.raises(JobFailedError, match="max_ids_per_job") as raised:
-        op.execute_complete(context_of(ti), event=failed, **kwargs)
+        op.execute_complete(context_of(ti), event=failed)
     assert "10 IDs" in str(raised.value)
 
 
 def test_expired_job_event_fails_as_expired(hook, ti, ids_file, tmp_path):
-    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out")
+    op = defer_run(hook, ti, ids_file, tmp_path / "out")
     with pytest.raises(JobExpiredError):
-        op.execute_complete(context_of(ti), event=event("error", hook.created[0], "expired"), **kwargs)
+        op.execute_complete(context_of(ti), event=event("error", hook.created[0], "expired"))
 
 
 def test_polling_error_event_fails_without_cancelling_so_a_retry_reattaches(hook, ti, ids_file, tmp_path):
-    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out")
+    op = defer_run(hook, ti, ids_file, tmp_path / "out")
     with pytest.raises(XComplianceError, match="m-error"):
-        op.execute_complete(context_of(ti), event=event("error", hook.created[0], None), **kwargs)
+        op.execute_complete(context_of(ti), event=event("error", hook.created[0], None))
     assert hook.cancelled == []
 
 
 @pytest.mark.parametrize("bad", [None, {"status": "weird", "job_id": "1"}, {"status": "success"}])
 def test_execute_complete_fails_closed_on_a_missing_or_unknown_event(hook, ti, ids_file, tmp_path, bad):
-    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out")
+    op = defer_run(hook, ti, ids_file, tmp_path / "out")
     with pytest.raises(XComplianceError, match="Unexpected trigger event"):
-        op.execute_complete(context_of(ti), event=bad, **kwargs)
+        op.execute_complete(context_of(ti), event=bad)
 
 
 def test_job_already_complete_after_upload_is_downloaded_without_deferring(hook, ti, ids_file, tmp_path):
@@ -523,16 +556,15 @@ def test_chunks_run_one_after_another_each_with_its_results(hook, ti, ids_file, 
 
 
 def test_deferred_chunks_continue_with_the_next_chunk_after_each_event(hook, ti, ids_file, tmp_path):
-    op, kwargs = defer_run(hook, ti, ids_file, tmp_path / "out", max_ids_per_job=6)
+    op = defer_run(hook, ti, ids_file, tmp_path / "out", max_ids_per_job=6)
     first = hook.created[0]
     hook._set(first, status=JobStatus.COMPLETE)
     with pytest.raises(TaskDeferred) as deferred:
-        op.execute_complete(context_of(ti), event=event("success", first, "complete"), **kwargs)
+        op.execute_complete(context_of(ti), event=event("success", first, "complete"))
     second = hook.created[1]
     assert deferred.value.trigger.job_id == second
     hook._set(second, status=JobStatus.COMPLETE)
-    resumed = deferred.value.kwargs or {}
-    summary = op.execute_complete(context_of(ti), event=event("success", second, "complete"), **resumed)
+    summary = op.execute_complete(context_of(ti), event=event("success", second, "complete"))
     assert summary["job_ids"] == [first, second]
     assert [c["uploaded_ids"] for c in summary["chunks"]] == [6, 4]
 

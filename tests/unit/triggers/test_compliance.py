@@ -222,11 +222,13 @@ async def test_permanent_error_fires_error_event_at_once(monkeypatch):
     assert event["polls"] == 1
 
 
-async def test_every_event_carries_job_id_and_message(monkeypatch):
+async def test_every_event_carries_job_id_message_and_deadline(monkeypatch):
     for script in ([job(JobStatus.COMPLETE)], [job(JobStatus.FAILED)], [NotFoundError("gone")]):
-        [event] = await events_of(make_trigger(FakeHook(script), FakeClock(), monkeypatch))
+        trigger = make_trigger(FakeHook(script), FakeClock(), monkeypatch, deadline=START + 600)
+        [event] = await events_of(trigger)
         assert event["job_id"] == JOB_ID
         assert event["message"]
+        assert event["deadline"] == START + 600
 
 
 async def test_one_http_session_serves_the_whole_wait(monkeypatch):

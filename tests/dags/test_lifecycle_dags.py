@@ -1,0 +1,232 @@
+"""The compliance lifecycle in real Airflow: DAGs run with ``dag.test()`` against the emulator.
+
+``dag.test()`` runs deferred triggers inline, so the deferrable path is exercised end to end. It does not
+raise when a task fails: each test asserts the DAG run's state. This file is both a DAG file (parsed from the
+dags folder, which ``dag.test()`` requires) and a test module.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.sdk import DAG
+
+from airflow_provider_xcompliance.operators.compliance import XComplianceRunJobOperator
+
+IDS_CONF = "{{ dag_run.conf['ids'] }}"
+OUT_CONF = "{{ dag_run.conf['out'] }}"
+# Not x_default: DAG parsing inside dag.test() imports tests/conftest.py, which drops AIRFLOW_CONN_X_DEFAULT.
+CONN_ID = "x_lifecycle"
+FAST = {"poll_interval": 0.2, "retry_delay": timedelta(0), "x_conn_id": CONN_ID}
+
+
+class WorkerCrashError(RuntimeError):
+    """Stands for a worker dying mid-task (no on_kill runs, nothing is cleaned up)."""
+
+
+class CrashAfterCreateOperator(XComplianceRunJobOperator):
+    """Dies right after its first try created the job, before uploading anything."""
+
+    def _track(self, context: Any, job: Any) -> None:
+        super()._track(context, job)
+        if context_try() == 1:
+            raise WorkerCrashError(f"worker died after creating job {job.id}")
+
+
+class CrashBetweenChunksOperator(XComplianceRunJobOperator):
+    """Dies on its first try right after the first chunk's results were downloaded."""
+
+    def _download(self, prepared: Any, chunk: Any, name: str, job: Any) -> Any:
+        record = super()._download(prepared, chunk, name, job)
+        if context_try() == 1 and chunk.index == 0:
+            raise WorkerCrashError("worker died between chunks")
+        return record
+
+
+def context_try() -> int:
+    from airflow.sdk import get_current_context
+
+    return int(get_current_context()["ti"].try_number)
+
+
+def _dag(dag_id: str) -> DAG:
+    return DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc), catchup=False)
+
+
+MODES = {  # every dimension both ways: type, deferrable, resumable
+    "xc_lifecycle_tweets_deferred_resumable": ("tweets", True, True),
+    "xc_lifecycle_users_polling_simple": ("users", False, False),
+    "xc_lifecycle_tweets_polling_resumable": ("tweets", False, True),
+    "xc_lifecycle_users_deferred_simple": ("users", True, False),
+}
+for _dag_id, (_type, _deferrable, _resumable) in MODES.items():
+    with _dag(_dag_id) as _mode_dag:
+        XComplianceRunJobOperator(
+            task_id="run",
+            job_type=_type,
+            ids=IDS_CONF,
+            destination=OUT_CONF,
+            deferrable=_deferrable,
+            resumable=_resumable,
+            **FAST,
+        )
+    globals()[_dag_id] = _mode_dag
+
+with _dag("xc_lifecycle_reattach") as reattach_dag:
+    CrashAfterCreateOperator(
+        task_id="run",
+        job_type="tweets",
+        ids=IDS_CONF,
+        destination=OUT_CONF,
+        deferrable=True,
+        retries=1,
+        **FAST,
+    )
+
+with _dag("xc_lifecycle_chunks") as chunks_dag:
+    CrashBetweenChunksOperator(
+        task_id="run",
+        job_type="tweets",
+        ids=IDS_CONF,
+        destination=OUT_CONF,
+        deferrable=True,
+        max_ids_per_job=40,
+        retries=1,
+        **FAST,
+    )
+
+with _dag("xc_lifecycle_wait_for_slot") as slot_dag:
+    XComplianceRunJobOperator(
+        task_id="run", job_type="users", ids=IDS_CONF, destination=OUT_CONF, deferrable=True, **FAST
+    )
+
+
+# --- tests --------------------------------------------------------------------------------------------------
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~30 s: each dag.test() parses the dags folder
+
+
+@pytest.fixture
+def emulator_config(request: pytest.FixtureRequest) -> Any:
+    """The emulator's settings, with per-test overrides given by indirect parametrization."""
+    from airflow_provider_xcompliance.emulator import EmulatorConfig
+
+    overrides = getattr(request, "param", {})
+    # A big rate window: the pacing that spreads 150 calls over 15 minutes would slow the 0.2 s polls here.
+    defaults = {"token": "test-token", "processing_seconds": 0.0, "rate_limit_count": 100_000}
+    return EmulatorConfig(**{**defaults, **overrides})
+
+
+@pytest.fixture
+def api(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The emulator, reachable through the DAGs' connection (an env var: inline triggers read it too)."""
+    [value] = emulator.conn_env().values()
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", value)
+    return emulator
+
+
+@pytest.fixture
+def ids_file(tmp_path: Path) -> Path:
+    path = tmp_path / "ids.txt"
+    path.write_text("".join(f"{1_300_000_000_000_000_000 + n * 7919}\n" for n in range(100)))
+    return path
+
+
+def run_dag(dag: DAG, ids: Path, out: Path) -> Any:
+    return dag.test(run_conf={"ids": str(ids), "out": f"{out}/"})
+
+
+def results_of(out: Path) -> list[dict[str, Any]]:
+    files = sorted(out.glob("*.jsonl"))
+    return [json.loads(line) for path in files for line in path.read_text().splitlines()]
+
+
+def ground_truth(emulator: Any) -> list[dict[str, Any]]:
+    return [record for job in emulator.state()["jobs"] for record in emulator.ground_truth(job["id"])]
+
+
+def tries_of(dag_run: Any) -> int:
+    return int(dag_run.get_task_instance("run").try_number)
+
+
+def by_id(records: list[dict[str, Any]]) -> list[str]:
+    return sorted(record["id"] for record in records)
+
+
+@pytest.mark.parametrize("dag_id", sorted(MODES))
+def test_run_operator_completes_a_job_end_to_end(airflow_db, api, ids_file, tmp_path, dag_id):
+    dag_run = run_dag(globals()[dag_id], ids_file, tmp_path / "out")
+    assert dag_run.state == "success"
+    [job] = api.state()["jobs"]
+    assert (job["type"], job["status"], job["uploaded_ids"]) == (MODES[dag_id][0], "complete", 100)
+    assert job["resumable"] is MODES[dag_id][2]
+    assert by_id(results_of(tmp_path / "out")) == by_id(ground_truth(api))
+
+
+def test_task_killed_after_creating_its_job_reattaches_on_retry(airflow_db, api, ids_file, tmp_path):
+    dag_run = run_dag(reattach_dag, ids_file, tmp_path / "out")
+    assert dag_run.state == "success"
+    assert tries_of(dag_run) == 2
+    [job] = api.state()["jobs"]
+    assert (job["status"], job["uploads_completed"]) == ("complete", 1)
+
+
+def test_chunked_run_killed_between_chunks_resumes_without_redoing_a_chunk(
+    airflow_db, api, ids_file, tmp_path
+):
+    dag_run = run_dag(chunks_dag, ids_file, tmp_path / "out")
+    assert dag_run.state == "success"
+    assert tries_of(dag_run) == 2
+    jobs = api.state()["jobs"]
+    assert [job["uploaded_ids"] for job in jobs] == [40, 40, 20]
+    assert all(job["uploads_completed"] == 1 for job in jobs)
+    assert by_id(results_of(tmp_path / "out")) == by_id(ground_truth(api))
+
+
+@pytest.mark.parametrize("emulator_config", [{"processing_seconds": 1.5}], indirect=True)
+def test_job_started_outside_the_dag_is_waited_out(airflow_db, api, ids_file, tmp_path):
+    from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
+
+    hook = XComplianceHook(CONN_ID)
+    outsider = hook.create_job("users", name="started-by-hand")
+    hook.upload_ids(outsider, ids_file)
+    dag_run = run_dag(slot_dag, ids_file, tmp_path / "out")
+    assert dag_run.state == "success"
+    state = api.state()
+    assert [job["status"] for job in state["jobs"]] == ["complete", "complete"]
+    assert state["requests"]["POST /2/compliance/jobs"] >= 3  # the outsider's, a conflict, ours
+
+
+FAILING = {"fail_jobs": 1, "fail_jobs_error": "Simulated processing failure 4711"}
+
+
+@pytest.mark.parametrize("emulator_config", [FAILING], indirect=True)
+@pytest.mark.parametrize(
+    "dag_id", ["xc_lifecycle_users_deferred_simple", "xc_lifecycle_users_polling_simple"]
+)
+def test_failing_job_fails_the_task_with_its_error_text(airflow_db, api, ids_file, tmp_path, dag_id, capfd):
+    dag_run = run_dag(globals()[dag_id], ids_file, tmp_path / "out")
+    assert dag_run.state == "failed"
+    output = capfd.readouterr()
+    assert "Simulated processing failure 4711" in output.out + output.err
+
+
+@pytest.mark.parametrize("emulator_config", [{"max_upload_ids": 50}], indirect=True)
+def test_job_too_large_for_the_api_fails_suggesting_max_ids_per_job(
+    airflow_db, api, ids_file, tmp_path, capfd
+):
+    dag_run = run_dag(globals()["xc_lifecycle_users_polling_simple"], ids_file, tmp_path / "out")
+    assert dag_run.state == "failed"
+    output = capfd.readouterr()
+    assert "set max_ids_per_job lower" in output.out + output.err
+
+
+@pytest.mark.parametrize("emulator_config", [{"max_upload_ids": 50}], indirect=True)
+def test_chunks_below_the_api_size_cap_succeed(airflow_db, api, ids_file, tmp_path):
+    dag_run = run_dag(chunks_dag, ids_file, tmp_path / "out")
+    assert dag_run.state == "success"
+    assert sum(job["uploaded_ids"] for job in api.state()["jobs"]) == 100
