@@ -57,6 +57,11 @@ def problem_path(problem_type: object) -> str | None:
     return urlsplit(problem_type).path.rstrip("/") or None
 
 
+def is_success(status: int) -> bool:
+    """True for 2xx only: a resumable upload session's 308 means "not finished" (unlike ``Response.ok``)."""
+    return 200 <= status < 300
+
+
 def is_transient(status: int, problem_type: str | None = None) -> bool:
     """True when retrying the same request later may succeed: 5xx, 408 and 429 (unless usage-capped).
 

@@ -1,16 +1,30 @@
 """Retry and rate-limit policy of the API client: how long to back off, and how to spend a rate window.
 
-Pure Python (no Airflow import) and clock-injectable, so the hook, the trigger and the tests share one
-definition and no test has to sleep.
+Pure Python (no Airflow, no HTTP library) and clock-injectable, so the hook, the trigger and the tests
+share one definition and no test has to sleep.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_provider_xcompliance import problems
+from airflow_provider_xcompliance.exceptions import (
+    RateLimitedError,
+    ServerError,
+    XApiError,
+    XComplianceError,
+)
+
+log = logging.getLogger(__name__)
 
 CREATE_JOB = "POST /2/compliance/jobs"
 GET_JOB = "GET /2/compliance/jobs/:id"
@@ -160,3 +174,105 @@ class RetryBudget:
         if self._clock() - self._started + delay > self.policy.max_elapsed:
             return None
         return delay
+
+
+class CallRetry:
+    """The retry state of one API call, shared by the hook's sync and async loops so both behave alike.
+
+    A loop only sends: this decides whether an answer is the body to return, an error to raise, or a
+    failure to retry after :meth:`next_delay`, and keeps the endpoint's rate window up to date.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        policy: RetryPolicy,
+        rate_limits: RateLimitTracker,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.endpoint = endpoint
+        self.policy = policy
+        self._rate_limits = rate_limits
+        self._now = now
+        self._budget = RetryBudget(policy, clock)
+        self._failure: Exception | None = None
+        self._reset_at: float | None = None
+
+    @property
+    def failure(self) -> Exception:
+        """Why the last attempt failed."""
+        if self._failure is None:
+            raise RuntimeError(f"No attempt of {self.method} {self.path} has failed yet")
+        return self._failure
+
+    def wait_before_send(self) -> float:
+        """Seconds to wait for the endpoint's spent rate window to reset; 0 while calls are left.
+
+        Raises :class:`RateLimitedError` when the reset is further away than the policy lets a call wait.
+        """
+        delay = self._rate_limits.delay_before_call(self.endpoint, self._now())
+        if delay <= 0:
+            return 0.0
+        if delay > self.policy.max_rate_limit_wait:
+            raise RateLimitedError(
+                f"The rate window of {self.endpoint} is spent and resets in {delay:.0f} s, beyond the "
+                f"{self.policy.max_rate_limit_wait:.0f} s this hook may wait",
+                status=429,
+                reset_at=datetime.fromtimestamp(self._now() + delay, tz=timezone.utc),
+            )
+        log.info("Rate window of %s spent: waiting %.0f s for its reset", self.endpoint, delay)
+        return delay
+
+    def answered(self, status: int, headers: Mapping[str, str], content: bytes) -> dict[str, Any] | None:
+        """The JSON body of a success; None for a transient error worth retrying; raises any other error."""
+        self._rate_limits.update(self.endpoint, headers)
+        if problems.is_success(status):
+            return json_body(content)
+        error = problems.error_from_response(status, headers, content)
+        if not error.retryable:
+            raise error
+        self._failure = error
+        reset_at = error.reset_at if isinstance(error, RateLimitedError) else None
+        self._reset_at = reset_at.timestamp() if reset_at is not None else None
+        log.warning("%s %s answered HTTP %d, retrying", self.method, self.path, status)
+        return None
+
+    def broke(self, failure: Exception) -> None:
+        """Record an attempt that got no answer (refused, dropped or timed-out connection)."""
+        self._failure = failure
+        self._reset_at = None
+        log.warning("%s %s did not complete: %s", self.method, self.path, type(failure).__name__)
+
+    def next_delay(self) -> float:
+        """Seconds before the next attempt; raises the error to surface once the retry budget is spent."""
+        delay = self._budget.next_delay(self._reset_at, self._now())
+        if delay is None:
+            raise self._final_error()
+        return delay
+
+    def _final_error(self) -> XComplianceError:
+        # The API's own error when it answered; an unreachable-API error when it never did.
+        failure = self.failure
+        if isinstance(failure, XApiError):
+            return failure
+        return ServerError(
+            f"{self.method} {self.path}: the X API could not be reached ({type(failure).__name__}), "
+            "retries spent"
+        )
+
+
+def json_body(content: bytes) -> dict[str, Any]:
+    """An API answer's JSON object (empty for an empty body or a non-object)."""
+    if not content.strip():
+        return {}
+    try:
+        body = json.loads(content)
+    except ValueError:
+        raise XApiError("The X API answered with a body that is not JSON") from None
+    return body if isinstance(body, dict) else {}

@@ -2,13 +2,13 @@
 
 Sync calls share one pooled ``requests.Session``; the signed upload/download URLs go through a second session
 that never carries the bearer token. Async calls (for the trigger) use ``httpx.AsyncClient``. Both paths
-classify errors through :mod:`problems` and retry through :class:`RetryBudget`, so they behave the same.
+decide every answer through one :class:`CallRetry` (errors classified by :mod:`problems`), so they behave
+the same.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
@@ -34,12 +34,10 @@ from airflow_provider_xcompliance.exceptions import (
     JobFailedError,
     JobTimeoutError,
     NotFoundError,
-    RateLimitedError,
     ServerError,
     TransferError,
     UploadUrlExpiredError,
     XApiError,
-    XComplianceError,
 )
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType, TransferReport
 from airflow_provider_xcompliance.retry import (
@@ -47,6 +45,7 @@ from airflow_provider_xcompliance.retry import (
     CREATE_JOB,
     GET_JOB,
     LIST_JOBS,
+    CallRetry,
     RateLimitTracker,
     RetryBudget,
     RetryPolicy,
@@ -365,48 +364,34 @@ class XComplianceHook(BaseHook):
         """
         session = self.get_conn()
         settings = self._load_settings()
-        budget = RetryBudget(policy or self.retry_policy, self._clock)
+        call = self._call(method, path, endpoint, policy)
         while True:
-            self._wait_for_budget(endpoint, budget.policy)
-            reset_at: float | None = None
+            if (wait := call.wait_before_send()) > 0:
+                self._sleep(wait)
             try:
                 response = session.request(
                     method, settings.base_url + path, params=params, json=json_body, timeout=settings.timeout
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                failure: Exception = exc
-                log.warning("%s %s did not complete: %s", method, path, type(exc).__name__)
+                call.broke(exc)
             else:
-                self.rate_limits.update(endpoint, response.headers)
-                if _succeeded(response.status_code):
-                    return _json_body(response.content)
-                error = problems.error_from_response(response.status_code, response.headers, response.content)
-                if not error.retryable:
-                    raise error
-                failure = error
-                if isinstance(error, RateLimitedError) and error.reset_at is not None:
-                    reset_at = error.reset_at.timestamp()
-                log.warning("%s %s answered HTTP %d, retrying", method, path, response.status_code)
-            if on_failure is not None and on_failure(failure):
+                body = call.answered(response.status_code, response.headers, response.content)
+                if body is not None:
+                    return body
+            if on_failure is not None and on_failure(call.failure):
                 return {}
-            delay = budget.next_delay(reset_at, self._now())
-            if delay is None:
-                raise _final_error(failure, method, path)
-            self._sleep(delay)
+            self._sleep(call.next_delay())
 
-    def _wait_for_budget(self, endpoint: str, policy: RetryPolicy) -> None:
-        delay = self.rate_limits.delay_before_call(endpoint, self._now())
-        if delay <= 0:
-            return
-        if delay > policy.max_rate_limit_wait:
-            raise RateLimitedError(
-                f"The rate window of {endpoint} is spent and resets in {delay:.0f} s, beyond the "
-                f"{policy.max_rate_limit_wait:.0f} s this hook may wait",
-                status=429,
-                reset_at=datetime.fromtimestamp(self._now() + delay, tz=timezone.utc),
-            )
-        log.info("Rate window of %s spent: waiting %.0f s for its reset", endpoint, delay)
-        self._sleep(delay)
+    def _call(self, method: str, path: str, endpoint: str, policy: RetryPolicy | None = None) -> CallRetry:
+        return CallRetry(
+            method,
+            path,
+            endpoint,
+            policy or self.retry_policy,
+            self.rate_limits,
+            clock=self._clock,
+            now=self._now,
+        )
 
     def create_job(self, job_type: JobType | str, name: str | None = None, resumable: bool = False) -> Job:
         """Create a job. A retried create never leaves a duplicate behind, provided the job has a name.
@@ -822,53 +807,19 @@ class XComplianceHook(BaseHook):
     async def _arequest_with(
         self, client: httpx.AsyncClient, method: str, path: str, endpoint: str
     ) -> dict[str, Any]:
-        budget = RetryBudget(self.retry_policy, self._clock)
+        call = self._call(method, path, endpoint)
         while True:
-            delay = self.rate_limits.delay_before_call(endpoint, self._now())
-            if delay > 0:
-                if delay > budget.policy.max_rate_limit_wait:
-                    raise RateLimitedError(f"The rate window of {endpoint} is spent", status=429)
-                await self._asleep(delay)
-            reset_at: float | None = None
+            if (wait := call.wait_before_send()) > 0:
+                await self._asleep(wait)
             try:
                 response = await client.request(method, path)
             except httpx.TransportError as exc:
-                failure: Exception = exc
-                log.warning("%s %s did not complete: %s", method, path, type(exc).__name__)
+                call.broke(exc)
             else:
-                self.rate_limits.update(endpoint, response.headers)
-                if response.is_success:
-                    return _json_body(response.content)
-                error = problems.error_from_response(response.status_code, response.headers, response.content)
-                if not error.retryable:
-                    raise error
-                failure = error
-                if isinstance(error, RateLimitedError) and error.reset_at is not None:
-                    reset_at = error.reset_at.timestamp()
-                log.warning("%s %s answered HTTP %d, retrying", method, path, response.status_code)
-            delay_next = budget.next_delay(reset_at, self._now())
-            if delay_next is None:
-                raise _final_error(failure, method, path)
-            await self._asleep(delay_next)
-
-
-def _json_body(content: bytes) -> dict[str, Any]:
-    if not content.strip():
-        return {}
-    try:
-        body = json.loads(content)
-    except ValueError:
-        raise XApiError("The X API answered with a body that is not JSON") from None
-    return body if isinstance(body, dict) else {}
-
-
-def _final_error(failure: Exception, method: str, path: str) -> XComplianceError:
-    """The error to raise once retries are spent: the API's own error, or an unreachable-API error."""
-    if isinstance(failure, XApiError):
-        return failure
-    return ServerError(
-        f"{method} {path}: the X API could not be reached ({type(failure).__name__}), retries spent"
-    )
+                body = call.answered(response.status_code, response.headers, response.content)
+                if body is not None:
+                    return body
+            await self._asleep(call.next_delay())
 
 
 def _cancel_error(exc: XApiError, job_id: str) -> XApiError:
