@@ -119,7 +119,7 @@ def machine() -> dict[str, str]:
         line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")
     ]
     cpu = models[0].split(":", 1)[1].strip() if models else platform.processor()
-    free = subprocess.run(["free", "-g"], capture_output=True, text=True).stdout.strip()
+    free = subprocess.run(["free", "-g"], capture_output=True, text=True).stdout.rstrip()
     versions = {}
     for name in LIBRARIES:
         with contextlib.suppress(metadata.PackageNotFoundError):
