@@ -13,30 +13,26 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Any, cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
 import requests
-import urllib3
 from airflow.sdk import BaseHook
 
-from airflow_provider_xcompliance import problems, redaction, storage
+from airflow_provider_xcompliance import problems, redaction
 from airflow_provider_xcompliance.exceptions import (
     AuthenticationError,
     CancelNotSupportedError,
-    DownloadUrlExpiredError,
     JobConflictError,
     JobExpiredError,
     JobFailedError,
     JobTimeoutError,
     NotFoundError,
     ServerError,
-    TransferError,
-    UploadUrlExpiredError,
     XApiError,
 )
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType, TransferReport
@@ -47,9 +43,9 @@ from airflow_provider_xcompliance.retry import (
     LIST_JOBS,
     CallRetry,
     RateLimitTracker,
-    RetryBudget,
     RetryPolicy,
 )
+from airflow_provider_xcompliance.transfers import RESUMABLE_CHUNK, JobTransfer
 
 # A stdlib logger: Airflow routes it through its masking log pipeline in tasks, and tests can capture it.
 log = logging.getLogger(__name__)
@@ -62,16 +58,6 @@ _JOB_ID = re.compile(r"^[0-9]{1,19}$")
 LISTABLE_STATUSES = frozenset(
     {JobStatus.CREATED, JobStatus.IN_PROGRESS, JobStatus.FAILED, JobStatus.COMPLETE}
 )
-
-# Resumable chunks must be multiples of 256 KiB; 16 MiB keeps requests few while bounding memory.
-RESUMABLE_QUANTUM = 256 * 1024
-RESUMABLE_CHUNK = 64 * RESUMABLE_QUANTUM
-# Large reads: requests and http.client are about 100x slower when fed small pieces (see DESIGN.md).
-STREAM_CHUNK = 1024 * 1024
-# Storage may take a while to answer after the last byte of a large upload.
-MIN_TRANSFER_READ_TIMEOUT = 120.0
-PROGRESS_SECONDS = 10.0
-PROGRESS_STEP = 0.10
 
 
 @dataclass(frozen=True)
@@ -166,95 +152,6 @@ def _may_have_reached_server(failure: Exception) -> bool:
     if isinstance(failure, XApiError):
         return isinstance(failure, ServerError)
     return not isinstance(failure, requests.exceptions.ConnectTimeout)
-
-
-class _Progress:
-    """Logs a transfer's progress at a bounded rate: every 10 % or every 10 s, whichever comes first."""
-
-    def __init__(self, what: str, total: int | None, clock: Callable[[], float]) -> None:
-        self.what = what
-        self.total = total
-        self._clock = clock
-        self._started = clock()
-        self._last_time = self._started
-        self._last_step = 0
-
-    def update(self, done: int) -> None:
-        now = self._clock()
-        step = int(done / self.total / PROGRESS_STEP) if self.total else 0
-        if step > self._last_step or now - self._last_time >= PROGRESS_SECONDS:
-            self._last_step = max(step, self._last_step)
-            self._last_time = now
-            self._log(done, now)
-
-    def _log(self, done: int, now: float) -> None:
-        rate = done / max(now - self._started, 1e-9) / 1e6
-        if self.total:
-            log.info(
-                "%s: %d of %d bytes (%.0f%%), %.1f MB/s",
-                self.what,
-                done,
-                self.total,
-                100 * done / self.total,
-                rate,
-            )
-        else:
-            log.info("%s: %d bytes, %.1f MB/s", self.what, done, rate)
-
-    def seconds(self) -> float:
-        return self._clock() - self._started
-
-
-class _LineCounter:
-    """Counts lines of a byte stream seen once per byte position, so resent bytes are not counted twice."""
-
-    def __init__(self) -> None:
-        self.newlines = 0
-        self.counted = 0
-        self.last_byte = b""
-
-    def add(self, offset: int, data: bytes) -> None:
-        end = offset + len(data)
-        if end <= self.counted:
-            return
-        fresh = data[max(self.counted - offset, 0) :]
-        self.newlines += fresh.count(b"\n")
-        self.counted = end
-        if fresh:
-            self.last_byte = fresh[-1:]
-
-    def reset(self) -> None:
-        self.newlines = self.counted = 0
-        self.last_byte = b""
-
-    @property
-    def lines(self) -> int:
-        """Newlines, plus a final line without a terminator."""
-        return self.newlines + (1 if self.counted and self.last_byte != b"\n" else 0)
-
-
-class _CountingReader:
-    """A file-object wrapper for ``requests``: counts bytes and lines and reports progress as it is read.
-
-    ``requests`` streams file objects in large blocks; a generator would be sent in tiny pieces (DESIGN.md).
-    """
-
-    def __init__(self, source: IO[bytes], size: int, counter: _LineCounter, progress: _Progress) -> None:
-        self._source = source
-        self._size = size
-        self._counter = counter
-        self._progress = progress
-        self.sent = 0
-
-    def __len__(self) -> int:
-        return self._size - self.sent
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._source.read(STREAM_CHUNK if size is None or size < 0 else max(size, 1))
-        self._counter.add(self.sent, data)
-        self.sent += len(data)
-        self._progress.update(self.sent)
-        return data
 
 
 class XComplianceHook(BaseHook):
@@ -503,190 +400,14 @@ class XComplianceHook(BaseHook):
             log.info("Compliance job %s is %s; next check in %.0f s", job_id, job.status.value, interval)
             self._sleep(interval)
 
-    # --- upload ----------------------------------------------------------------------------------------
+    # --- transfers -------------------------------------------------------------------------------------
 
     def upload_ids(self, job: Job, source: str | os.PathLike[str]) -> TransferReport:
         """Stream an ID file (local path or object-storage URI) to the job's signed upload URL.
 
         Memory stays flat: simple uploads stream the file object, resumable ones hold one chunk at a time.
         """
-        url = job.upload_url
-        if not url:
-            raise TransferError(f"Compliance job {job.id} has no upload URL")
-        redaction.mask_url(url)
-        self._check_upload_window(job)
-        size = storage.source_size(source)
-        log.info(
-            "Uploading %d bytes of IDs to job %s at %s%s",
-            size,
-            job.id,
-            redaction.redact_url(url),
-            " (resumable)" if job.resumable else "",
-        )
-        progress = _Progress(f"Upload to job {job.id}", size, self._clock)
-        counter = _LineCounter()
-        with storage.open_source(source) as handle:
-            if job.resumable:
-                self._upload_resumable(job, url, handle, size, counter, progress)
-            else:
-                self._upload_simple(job, url, handle, size, counter, progress)
-        report = TransferReport(bytes=size, lines=counter.lines, seconds=progress.seconds())
-        log.info(
-            "Uploaded %d bytes, %d lines to job %s in %.1f s", size, report.lines, job.id, report.seconds
-        )
-        return report
-
-    def _check_upload_window(self, job: Job) -> None:
-        if job.upload_expired(now=datetime.fromtimestamp(self._now(), tz=timezone.utc)):
-            raise UploadUrlExpiredError(
-                f"The upload URL of compliance job {job.id} expired at {job.upload_expires_at}: "
-                "nothing was sent; create a new job"
-            )
-
-    def _transfer_timeout(self) -> tuple[float, float]:
-        timeout = self._load_settings().timeout
-        return timeout, max(timeout, MIN_TRANSFER_READ_TIMEOUT)
-
-    def _upload_simple(
-        self, job: Job, url: str, handle: IO[bytes], size: int, counter: _LineCounter, progress: _Progress
-    ) -> None:
-        budget = RetryBudget(self.retry_policy, self._clock)
-        while True:
-            self._check_upload_window(job)
-            handle.seek(0)
-            reader = _CountingReader(handle, size, counter, progress)
-            try:
-                response = self._storage().put(
-                    url,
-                    data=reader,
-                    headers={"Content-Type": "text/plain", "Content-Length": str(size)},
-                    timeout=self._transfer_timeout(),
-                    allow_redirects=False,
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                failure = f"connection broken ({type(exc).__name__}) after {reader.sent} bytes"
-            else:
-                if _succeeded(response.status_code):
-                    return
-                if not problems.is_transient(response.status_code):
-                    raise problems.transfer_error(
-                        response.status_code, response.content, direction="upload", job_id=job.id
-                    )
-                failure = f"HTTP {response.status_code}"
-            self._retry_transfer(budget, f"Upload to job {job.id}", failure)
-
-    def _upload_resumable(
-        self, job: Job, url: str, handle: IO[bytes], size: int, counter: _LineCounter, progress: _Progress
-    ) -> None:
-        """Google Cloud Storage's resumable protocol: start a session, PUT chunks, resume where it stopped."""
-        session_url = self._start_resumable(job, url)
-        chunk_size = max(
-            RESUMABLE_QUANTUM, self.resumable_chunk_size // RESUMABLE_QUANTUM * RESUMABLE_QUANTUM
-        )
-        budget = RetryBudget(self.retry_policy, self._clock)
-        offset: int | None = 0
-        while offset is not None:
-            self._check_upload_window(job)
-            handle.seek(offset)
-            data = handle.read(min(chunk_size, size - offset))
-            # Counted on read, once per byte position: a chunk stored just before a break still counts.
-            counter.add(offset, data)
-            end = offset + len(data)
-            content_range = f"bytes {offset}-{end - 1}/{size}" if data else f"bytes */{size}"
-            try:
-                response = self._storage().put(
-                    session_url,
-                    data=data,
-                    headers={"Content-Type": "text/plain", "Content-Range": content_range},
-                    timeout=self._transfer_timeout(),
-                    allow_redirects=False,
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                failure = f"connection broken ({type(exc).__name__}) at byte {offset}"
-            else:
-                if _succeeded(response.status_code):
-                    progress.update(size)
-                    return
-                if response.status_code == 308:
-                    offset = _stored_bytes(response.headers)
-                    progress.update(offset)
-                    budget.progressed()
-                    continue
-                if not problems.is_transient(response.status_code):
-                    raise problems.transfer_error(
-                        response.status_code, response.content, direction="upload", job_id=job.id
-                    )
-                failure = f"HTTP {response.status_code} at byte {offset}"
-            self._retry_transfer(budget, f"Upload to job {job.id}", failure)
-            offset = self._resumable_offset(job, session_url, size, budget)
-            log.info("Resuming upload to job %s from byte %d of %d", job.id, offset or size, size)
-
-    def _start_resumable(self, job: Job, url: str) -> str:
-        budget = RetryBudget(self.retry_policy, self._clock)
-        while True:
-            try:
-                response = self._storage().post(
-                    url,
-                    headers={
-                        "Content-Type": "text/plain",
-                        "Content-Length": "0",
-                        "x-goog-resumable": "start",
-                    },
-                    timeout=self._transfer_timeout(),
-                    allow_redirects=False,
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                failure = f"connection broken ({type(exc).__name__})"
-            else:
-                location = response.headers.get("Location")
-                if response.status_code in (200, 201) and location:
-                    redaction.mask_url(location)
-                    return location
-                if _succeeded(response.status_code):
-                    raise TransferError(
-                        f"Storage started no resumable session for job {job.id} (HTTP {response.status_code} "
-                        "without a Location header)"
-                    )
-                if not problems.is_transient(response.status_code):
-                    raise problems.transfer_error(
-                        response.status_code, response.content, direction="upload", job_id=job.id
-                    )
-                failure = f"HTTP {response.status_code}"
-            self._retry_transfer(budget, f"Starting the resumable upload of job {job.id}", failure)
-
-    def _resumable_offset(self, job: Job, session_url: str, size: int, budget: RetryBudget) -> int | None:
-        """Ask the session how much it stored (``bytes */TOTAL``); None when the upload is complete."""
-        while True:
-            try:
-                response = self._storage().put(
-                    session_url,
-                    data=b"",
-                    headers={"Content-Range": f"bytes */{size}"},
-                    timeout=self._transfer_timeout(),
-                    allow_redirects=False,
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                failure = f"status query broken ({type(exc).__name__})"
-            else:
-                if _succeeded(response.status_code):
-                    return None
-                if response.status_code == 308:
-                    return _stored_bytes(response.headers)
-                if not problems.is_transient(response.status_code):
-                    raise problems.transfer_error(
-                        response.status_code, response.content, direction="upload", job_id=job.id
-                    )
-                failure = f"status query answered HTTP {response.status_code}"
-            self._retry_transfer(budget, f"Upload to job {job.id}", failure)
-
-    def _retry_transfer(self, budget: RetryBudget, what: str, failure: str) -> None:
-        delay = budget.next_delay()
-        if delay is None:
-            raise TransferError(f"{what} failed after {budget.failures} attempts: {failure}")
-        log.warning("%s: %s; retrying in %.1f s", what, failure, delay)
-        self._sleep(delay)
-
-    # --- download --------------------------------------------------------------------------------------
+        return self._transfer(job).upload(source, self.resumable_chunk_size)
 
     def download_results(self, job: Job, destination: str | os.PathLike[str]) -> TransferReport:
         """Stream the job's results to ``destination`` atomically (complete file or no file at all).
@@ -694,75 +415,19 @@ class XComplianceHook(BaseHook):
         ``destination`` is a file, or a folder (ending in ``/`` or existing) that receives ``<job id>.jsonl``.
         A broken stream resumes with a ``Range`` request when the server supports it, else starts over.
         """
-        url = job.download_url
-        if not url:
-            raise TransferError(f"Compliance job {job.id} has no download URL")
-        redaction.mask_url(url)
-        if job.download_expired(now=datetime.fromtimestamp(self._now(), tz=timezone.utc)):
-            raise DownloadUrlExpiredError(
-                f"The download URL of compliance job {job.id} expired at {job.download_expires_at}: "
-                "results are kept 7 days; run the job again"
-            )
-        target = storage.resolve_destination(destination, f"{job.id}.jsonl")
-        log.info("Downloading results of job %s from %s to %s", job.id, redaction.redact_url(url), target)
-        counter = _LineCounter()
-        progress = _Progress(f"Download of job {job.id}", None, self._clock)
-        budget = RetryBudget(self.retry_policy, self._clock)
-        with storage.atomic_writer(target) as writer:
-            while True:
-                failure = self._download_attempt(job, url, writer, counter, progress)
-                if failure is None:
-                    break
-                self._retry_transfer(budget, f"Download of job {job.id}", failure)
-            size = writer.size
-        report = TransferReport(bytes=size, lines=counter.lines, seconds=progress.seconds(), uri=target)
-        log.info(
-            "Downloaded %d bytes, %d lines of job %s in %.1f s", size, report.lines, job.id, report.seconds
-        )
-        return report
+        return self._transfer(job).download(destination)
 
-    def _download_attempt(
-        self, job: Job, url: str, writer: storage.AtomicWriter, counter: _LineCounter, progress: _Progress
-    ) -> str | None:
-        """One GET of the results, appended to what earlier attempts wrote; returns why it failed, or None."""
-        offset = writer.size
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        try:
-            with self._storage().get(
-                url, headers=headers, stream=True, timeout=self._transfer_timeout()
-            ) as resp:
-                if resp.status_code == 206 and _range_start(resp.headers) == offset:
-                    pass
-                elif resp.status_code == 416 and offset:
-                    # What was written is not a prefix the server recognises: start over.
-                    writer.restart()
-                    counter.reset()
-                    return "range not satisfiable"
-                elif _succeeded(resp.status_code):
-                    if offset:
-                        log.info(
-                            "Storage ignored the Range request: restarting the download of job %s", job.id
-                        )
-                        writer.restart()
-                        counter.reset()
-                        offset = 0
-                elif problems.is_transient(resp.status_code):
-                    return f"HTTP {resp.status_code}"
-                else:
-                    raise problems.transfer_error(
-                        resp.status_code, resp.content, direction="download", job_id=job.id
-                    )
-                length = resp.headers.get("Content-Length")
-                progress.total = offset + int(length) if length and length.isdigit() else None
-                for chunk in _body_chunks(resp):
-                    counter.add(writer.size, chunk)
-                    writer.file.write(chunk)
-                    progress.update(writer.size)
-                if progress.total is not None and writer.size < progress.total:
-                    return f"stream ended at byte {writer.size} of {progress.total}"
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            return f"connection broken ({type(exc).__name__}) at byte {writer.size}"
-        return None
+    def _transfer(self, job: Job) -> JobTransfer:
+        return JobTransfer(
+            job,
+            self._storage(),
+            timeout=self._load_settings().timeout,
+            policy=self.retry_policy,
+            mask_url=redaction.mask_url,
+            sleep=self._sleep,
+            clock=self._clock,
+            now=self._now,
+        )
 
     # --- async (triggers) ------------------------------------------------------------------------------
 
@@ -837,38 +502,3 @@ def _cancel_error(exc: XApiError, job_id: str) -> XApiError:
         detail=exc.detail,
         problem_type=exc.problem_type,
     )
-
-
-def _body_chunks(response: requests.Response) -> Iterator[bytes]:
-    """The body as it arrives, up to 1 MiB at a time.
-
-    ``read1`` hands over whatever bytes came in, so a stream that breaks mid-read has still delivered (and
-    the download resumes after) everything received; ``iter_content`` would drop a partly filled block.
-    """
-    raw = response.raw
-    if not hasattr(raw, "read1"):  # urllib3 < 2
-        yield from response.iter_content(STREAM_CHUNK)
-        return
-    try:
-        while chunk := raw.read1(STREAM_CHUNK, decode_content=True):
-            yield chunk
-    except urllib3.exceptions.ProtocolError as exc:
-        raise requests.exceptions.ChunkedEncodingError(exc) from exc
-    except urllib3.exceptions.ReadTimeoutError as exc:
-        raise requests.exceptions.ConnectionError(exc) from exc
-
-
-def _succeeded(status: int) -> bool:
-    # Not ``Response.ok``: that is true for 3xx, and a resumable session's 308 means "not finished".
-    return 200 <= status < 300
-
-
-def _stored_bytes(headers: Mapping[str, str]) -> int:
-    """Bytes a resumable session holds, from a 308's ``Range: bytes=0-N`` (no header: nothing stored)."""
-    match = re.match(r"bytes=0-(\d+)", headers.get("Range", ""))
-    return int(match.group(1)) + 1 if match else 0
-
-
-def _range_start(headers: Mapping[str, str]) -> int | None:
-    match = re.match(r"bytes (\d+)-", headers.get("Content-Range", ""))
-    return int(match.group(1)) if match else None

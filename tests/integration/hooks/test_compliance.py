@@ -15,9 +15,10 @@ import requests
 
 from airflow_provider_xcompliance.emulator import EmulatorConfig, EmulatorHandle
 from airflow_provider_xcompliance.exceptions import JobConflictError, UploadUrlExpiredError
-from airflow_provider_xcompliance.hooks.compliance import RESUMABLE_QUANTUM, XComplianceHook
+from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.models import JobStatus
 from airflow_provider_xcompliance.retry import RetryPolicy
+from airflow_provider_xcompliance.transfers import RESUMABLE_QUANTUM
 
 pytestmark = pytest.mark.integration
 
