@@ -1,9 +1,9 @@
 """XComplianceHook: the only door to the X API batch compliance endpoints and their signed storage URLs.
 
-Sync calls share one pooled ``requests.Session``; the signed upload/download URLs go through a second session
-that never carries the bearer token. Async calls (for the trigger) use ``httpx.AsyncClient``. Both paths
-decide every answer through one :class:`CallRetry` (errors classified by :mod:`problems`), so they behave
-the same.
+Sync calls share one pooled ``requests.Session``; async calls (for the trigger) use ``httpx.AsyncClient``.
+Both loops only send: one :class:`CallRetry` decides every answer (errors classified by :mod:`problems`), so
+they behave the same. The signed upload/download URLs go through a second session that never carries the
+bearer token, driven by :class:`transfers.JobTransfer`; this module adds the connection and the masking.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Specification of the retry policy, its budget, and the per-endpoint rate-limit tracker."""
+"""Specification of the retry policy and budget, the per-endpoint rate-limit tracker, one call's retries."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import random
 
 import pytest
 
+from airflow_provider_xcompliance.exceptions import NotFoundError, RateLimitedError, ServerError
 from airflow_provider_xcompliance.retry import (
     GET_JOB,
     LIST_JOBS,
+    CallRetry,
     RateLimit,
     RateLimitTracker,
     RetryBudget,
@@ -147,3 +149,58 @@ def test_paced_interval_waits_out_a_spent_window() -> None:
 
 def test_paced_interval_without_information_is_the_base_interval() -> None:
     assert RateLimitTracker().paced_interval(GET_JOB, 30.0, now=1000.0) == 30.0
+
+
+# --- CallRetry: the decisions both of the hook's request loops share ----------------------------------
+
+
+def call_retry(tracker: RateLimitTracker, max_rate_limit_wait: float = 900.0) -> CallRetry:
+    policy = RetryPolicy(max_attempts=3, max_rate_limit_wait=max_rate_limit_wait)
+    return CallRetry(
+        "GET", "/2/compliance/jobs/1", GET_JOB, policy, tracker, clock=lambda: 0.0, now=FakeClock()
+    )
+
+
+def test_call_returns_the_body_of_a_success_and_tracks_its_rate_window() -> None:
+    tracker = RateLimitTracker()
+    body = call_retry(tracker).answered(200, headers(150, 7, 2000.0), b'{"data": {"id": "1"}}')
+    assert body == {"data": {"id": "1"}}
+    limit = tracker.get(GET_JOB)
+    assert limit is not None
+    assert limit.remaining == 7
+
+
+def test_call_raises_a_permanent_error_at_once() -> None:
+    with pytest.raises(NotFoundError):
+        call_retry(RateLimitTracker()).answered(404, {}, b'{"title": "Not Found"}')
+
+
+def test_call_waits_for_the_window_reset_a_429_names() -> None:
+    call = call_retry(RateLimitTracker())
+    assert call.answered(429, headers(150, 0, 1060.0), b"") is None
+    assert call.next_delay() == pytest.approx(61.0)
+
+
+def test_call_waits_before_sending_into_a_spent_window() -> None:
+    tracker = RateLimitTracker()
+    tracker.update(GET_JOB, headers(150, 0, 1120.0))
+    assert call_retry(tracker).wait_before_send() == pytest.approx(121.0)
+
+
+def test_call_refuses_to_wait_for_a_reset_beyond_the_policy_bound() -> None:
+    tracker = RateLimitTracker()
+    tracker.update(GET_JOB, headers(150, 0, 1800.0))
+    with pytest.raises(RateLimitedError) as raised:
+        call_retry(tracker, max_rate_limit_wait=60.0).wait_before_send()
+    assert raised.value.reset_at is not None
+    assert raised.value.reset_at.timestamp() == pytest.approx(1801.0)
+
+
+def test_call_that_never_got_an_answer_ends_as_an_unreachable_api() -> None:
+    call = call_retry(RateLimitTracker())
+    for _ in range(2):  # the first two of three attempts are retried
+        call.broke(ConnectionError("refused"))
+        assert call.next_delay() >= 0
+    call.broke(ConnectionError("refused"))
+    with pytest.raises(ServerError, match="could not be reached"):
+        call.next_delay()
