@@ -56,11 +56,12 @@ def run_child(script: Path, args: Sequence[str], env: dict[str, str] | None = No
     """Run ``script --child ...`` in a fresh interpreter; its last stdout line is a JSON result."""
     out = subprocess.run(
         [sys.executable, str(script), "--child", *args],
-        check=True,
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
     )
+    if out.returncode:
+        raise RuntimeError(f"child {args} failed ({out.returncode}):\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
