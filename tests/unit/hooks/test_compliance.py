@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -718,3 +719,23 @@ async def test_async_and_sync_classify_alike(clock: FakeClock) -> None:
     with pytest.raises(JobConflictError) as raised:
         await hook.aget_job(JOB_ID)
     assert isinstance(raised.value, XApiError)
+
+
+async def test_async_clients_share_one_tls_context(monkeypatch) -> None:
+    """A triggerer resuming many waits must not rebuild a TLS context (CA bundle load) per job."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_X_DEFAULT", json.dumps({"conn_type": "x_api", "host": BASE, "password": "t"})
+    )
+    contexts = []
+
+    def factory(**kwargs: Any) -> httpx.AsyncClient:
+        contexts.append(kwargs["verify"])
+        return httpx.AsyncClient(**kwargs)
+
+    for _ in range(2):
+        hook = XComplianceHook()
+        hook._async_client_factory = factory
+        async with hook:
+            pass
+    assert isinstance(contexts[0], ssl.SSLContext)
+    assert contexts[0] is contexts[1]
