@@ -31,9 +31,8 @@ from airflow_provider_xcompliance.retry import RetryBudget, RetryPolicy
 
 log = logging.getLogger(__name__)
 
-# Resumable chunks must be multiples of 256 KiB; 16 MiB keeps requests few while bounding memory.
+# Resumable chunks other than the last must be multiples of 256 KiB.
 RESUMABLE_QUANTUM = 256 * 1024
-RESUMABLE_CHUNK = 64 * RESUMABLE_QUANTUM
 # Large reads: requests and http.client are about 100x slower when fed small pieces (see DESIGN.md).
 STREAM_CHUNK = 1024 * 1024
 # Storage may take a while to answer after the last byte of a large upload.
@@ -110,26 +109,33 @@ class LineCounter:
 
 
 class _CountingReader:
-    """A file-object wrapper for ``requests``: counts bytes and lines and reports progress as it is read.
+    """A file-object view of ``length`` bytes from ``start``, for ``requests``: counts bytes and lines and
+    reports progress as it is read.
 
     ``requests`` streams file objects in large blocks; a generator would be sent in tiny pieces (DESIGN.md).
     """
 
-    def __init__(self, source: IO[bytes], size: int, counter: LineCounter, progress: Progress) -> None:
+    def __init__(
+        self, source: IO[bytes], start: int, length: int, counter: LineCounter, progress: Progress
+    ) -> None:
+        source.seek(start)
         self._source = source
-        self._size = size
+        self._start = start
+        self._length = length
         self._counter = counter
         self._progress = progress
         self.sent = 0
 
     def __len__(self) -> int:
-        return self._size - self.sent
+        return self._length - self.sent
 
     def read(self, size: int = -1) -> bytes:
-        data = self._source.read(STREAM_CHUNK if size is None or size < 0 else max(size, 1))
-        self._counter.add(self.sent, data)
+        wanted = STREAM_CHUNK if size is None or size < 0 else max(size, 1)
+        data = self._source.read(min(wanted, self._length - self.sent))
+        # Counted once per byte position: bytes resent after a break are not counted again.
+        self._counter.add(self._start + self.sent, data)
         self.sent += len(data)
-        self._progress.update(self.sent)
+        self._progress.update(self._start + self.sent)
         return data
 
 
@@ -156,8 +162,13 @@ class JobTransfer:
 
     # --- upload ------------------------------------------------------------------------------------------
 
-    def upload(self, source: str | os.PathLike[str], chunk_size: int = RESUMABLE_CHUNK) -> TransferReport:
-        """Stream an ID file to the upload URL, holding at most one resumable chunk in memory."""
+    def upload(self, source: str | os.PathLike[str], chunk_size: int | None = None) -> TransferReport:
+        """Stream an ID file to the upload URL with flat memory.
+
+        ``chunk_size`` splits a resumable upload into requests of that many bytes (rounded down to 256 KiB);
+        by default the rest of the file goes in one streamed request, which is as fast as a simple upload and
+        still resumes from the stored offset after a break (Google's advice for resumable uploads).
+        """
         url = self.job.upload_url
         if not url:
             raise TransferError(f"Compliance job {self.job.id} has no upload URL")
@@ -191,8 +202,7 @@ class JobTransfer:
     ) -> None:
         def attempt() -> None:
             self._check_upload_window()
-            handle.seek(0)
-            reader = _CountingReader(handle, size, counter, progress)
+            reader = _CountingReader(handle, 0, size, counter, progress)
             try:
                 self._send(
                     "PUT",
@@ -210,28 +220,32 @@ class JobTransfer:
         url: str,
         handle: IO[bytes],
         size: int,
-        chunk_size: int,
+        chunk_size: int | None,
         counter: LineCounter,
         progress: Progress,
     ) -> None:
-        """Google Cloud Storage's resumable protocol: start a session, PUT chunks, resume where it stopped."""
+        """Google Cloud Storage's resumable protocol: start a session, PUT ranges, resume where it stopped."""
         what = f"Upload to job {self.job.id}"
         session_url = self._retrying(
             self._budget(), f"Starting the resumable upload of job {self.job.id}", lambda: self._start(url)
         )
-        chunk_size = max(RESUMABLE_QUANTUM, chunk_size // RESUMABLE_QUANTUM * RESUMABLE_QUANTUM)
+        step = (
+            size
+            if chunk_size is None
+            else max(RESUMABLE_QUANTUM, chunk_size // RESUMABLE_QUANTUM * RESUMABLE_QUANTUM)
+        )
         budget = self._budget()
         offset: int | None = 0
         while offset is not None:
             try:
-                data = self._read_chunk(handle, offset, min(chunk_size, size - offset), counter)
-                offset = self._put_chunk(session_url, data, offset, size)
+                self._check_upload_window()
+                reader = _CountingReader(handle, offset, min(step, size - offset), counter, progress)
+                offset = self._put_range(session_url, reader, offset, size)
             except _RetryableError as exc:
                 self._retry(budget, what, str(exc))
                 offset = self._retrying(budget, what, lambda: self._stored_offset(session_url, size))
                 log.info("Resuming upload to job %s from byte %d of %d", self.job.id, offset or size, size)
             else:
-                progress.update(size if offset is None else offset)
                 budget.progressed()
 
     def _start(self, url: str) -> str:
@@ -246,23 +260,19 @@ class JobTransfer:
         self.mask_url(location)
         return location
 
-    def _read_chunk(self, handle: IO[bytes], offset: int, length: int, counter: LineCounter) -> bytes:
-        self._check_upload_window()
-        handle.seek(offset)
-        data = handle.read(length)
-        # Counted on read, once per byte position: a chunk stored just before a break still counts.
-        counter.add(offset, data)
-        return data
-
-    def _put_chunk(self, session_url: str, data: bytes, offset: int, size: int) -> int | None:
-        """PUT ``data`` at ``offset``; returns where the session wants the next chunk, None when whole."""
-        end = offset + len(data)
-        content_range = f"bytes {offset}-{end - 1}/{size}" if data else f"bytes */{size}"
-        headers = {"Content-Type": "text/plain", "Content-Range": content_range}
+    def _put_range(self, session_url: str, reader: _CountingReader, offset: int, size: int) -> int | None:
+        """PUT the reader's bytes at ``offset``; returns where the session wants the next, None when whole."""
+        length = len(reader)
+        content_range = f"bytes {offset}-{offset + length - 1}/{size}" if length else f"bytes */{size}"
+        headers = {
+            "Content-Type": "text/plain",
+            "Content-Range": content_range,
+            "Content-Length": str(length),
+        }
         try:
-            response = self._send("PUT", session_url, data=data, headers=headers, unfinished_ok=True)
+            response = self._send("PUT", session_url, data=reader, headers=headers, unfinished_ok=True)
         except _RetryableError as exc:
-            raise _RetryableError(f"{exc} at byte {offset}") from None
+            raise _RetryableError(f"{exc} at byte {offset + reader.sent}") from None
         return _stored_bytes(response.headers) if response.status_code == 308 else None
 
     def _stored_offset(self, session_url: str, size: int) -> int | None:

@@ -47,7 +47,7 @@ from airflow_provider_xcompliance.retry import (
     RateLimitTracker,
     RetryPolicy,
 )
-from airflow_provider_xcompliance.transfers import RESUMABLE_CHUNK, JobTransfer
+from airflow_provider_xcompliance.transfers import JobTransfer
 
 # A stdlib logger: Airflow routes it through its masking log pipeline in tasks, and tests can capture it.
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class XComplianceHook(BaseHook):
         self._clock: Callable[[], float] = time.monotonic
         self._now: Callable[[], float] = time.time
         self._async_client_factory: Callable[..., httpx.AsyncClient] = httpx.AsyncClient
-        self.resumable_chunk_size = RESUMABLE_CHUNK
+        self.resumable_chunk_size: int | None = None  # None: the rest of the file in one streamed request
 
     # --- connection ------------------------------------------------------------------------------------
 

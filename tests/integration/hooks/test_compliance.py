@@ -103,10 +103,11 @@ def test_full_lifecycle(
 
 
 @with_emulator(drop_upload_after_bytes=300_000)
+@pytest.mark.parametrize("chunk_size", [None, 2 * RESUMABLE_QUANTUM], ids=["one-request", "chunked"])
 def test_resumable_upload_interrupted_resumes(
-    hook: XComplianceHook, emulator: EmulatorHandle, ids_file
+    hook: XComplianceHook, emulator: EmulatorHandle, ids_file, chunk_size: int | None
 ) -> None:
-    hook.resumable_chunk_size = 2 * RESUMABLE_QUANTUM
+    hook.resumable_chunk_size = chunk_size
     job = hook.create_job("tweets", name="resumable", resumable=True)
     report = hook.upload_ids(job, ids_file)
     hook.wait_for_job(job.id, poll_interval=1.0, timeout=WAIT)
