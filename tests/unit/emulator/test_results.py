@@ -5,8 +5,11 @@ from __future__ import annotations
 import collections
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -15,8 +18,11 @@ import pytest
 from airflow_provider_xcompliance.emulator import EmulatorHandle, run_emulator
 from airflow_provider_xcompliance.emulator.results import (
     GroundTruthSource,
+    ProcessingOutcome,
     RuleSource,
     deterministic_record,
+    deterministic_records,
+    parse_id_line,
     process_upload,
 )
 from airflow_provider_xcompliance.models import parse_api_time
@@ -27,7 +33,20 @@ SNOWFLAKES = range(1_400_000_000_000_000_000, 1_400_000_000_000_000_000 + 200_00
 
 
 def flagged(job_type: str, ids: Iterable[int] = SNOWFLAKES) -> list[dict[str, str]]:
-    return [record for id_value in ids if (record := deterministic_record(job_type, id_value))]
+    return deterministic_records(job_type, ids)
+
+
+def process(upload_file: Path, job_type: str = "tweets", **options: Any) -> ProcessingOutcome:
+    results, truth = upload_file.with_suffix(".results"), upload_file.with_suffix(".truth")
+    return process_upload(upload_file, results, truth, job_type=job_type, source=RuleSource(), **options)
+
+
+def line_by_line(content: bytes) -> tuple[int, int, int]:
+    """Valid, invalid and blank lines, counted one line at a time: what block processing must agree with."""
+    lines = content.removeprefix(b"\xef\xbb\xbf").removesuffix(b"\n").split(b"\n") if content else []
+    blank = sum(not line.strip() for line in lines)
+    valid = sum(parse_id_line(line) is not None for line in lines)
+    return valid, len(lines) - valid - blank, blank
 
 
 def test_a_few_percent_of_ids_need_action() -> None:
@@ -101,36 +120,24 @@ def test_processing_ignores_and_counts_bad_lines(tmp_path: Path) -> None:
     bad = "abc\n-5\n12345678901234567890\n1 2\n"
     upload_file.write_bytes(b"\xef\xbb\xbf" + f"{flagged_id}\r\n\n  \n{bad}{flagged_id}\n0042\n".encode())
 
-    outcome = process_upload(
-        upload_file,
-        tmp_path / "results.jsonl",
-        tmp_path / "truth.jsonl",
-        job_type="tweets",
-        source=RuleSource(),
-    )
+    outcome = process(upload_file)
 
     expected_results = 1 + (deterministic_record("tweets", 42) is not None)
     assert (outcome.ids, outcome.invalid_lines, outcome.blank_lines) == (3, 4, 2)
     assert outcome.results == expected_results
-    assert json.loads((tmp_path / "results.jsonl").read_text().splitlines()[0])["id"] == str(flagged_id)
+    first = upload_file.with_suffix(".results").read_text().splitlines()[0]
+    assert json.loads(first)["id"] == str(flagged_id)
 
 
 def test_crlf_option_writes_crlf_lines(tmp_path: Path) -> None:
     upload_file = tmp_path / "upload.txt"
     upload_file.write_bytes(id_file(2000))
 
-    process_upload(
-        upload_file,
-        tmp_path / "results.jsonl",
-        tmp_path / "truth.jsonl",
-        job_type="tweets",
-        source=RuleSource(),
-        crlf=True,
-    )
+    process(upload_file, crlf=True)
 
-    content = (tmp_path / "results.jsonl").read_bytes()
+    content = upload_file.with_suffix(".results").read_bytes()
     assert content.count(b"\r\n") == content.count(b"\n") > 0
-    assert b"\r" not in (tmp_path / "truth.jsonl").read_bytes()
+    assert b"\r" not in upload_file.with_suffix(".truth").read_bytes()
 
 
 def test_a_ground_truth_file_decides_which_ids_need_action(tmp_path: Path) -> None:
@@ -173,7 +180,7 @@ def test_the_emulator_serves_ground_truth_records(tmp_path: Path) -> None:
     with run_emulator(config(ground_truth=truth)) as emu:
         http = httpx.Client(base_url=emu.base_url, headers={"Authorization": f"Bearer {TOKEN}"})
         job = create_job(http)
-        upload(job, b"5\n6\n7\n8\n")
+        upload(job, b"5\n7\n6\n7\n8\n")
         done = wait_for_status(http, job["id"], "complete")
         served = httpx.get(done["download_url"]).text
 
@@ -206,20 +213,75 @@ def test_truncated_results_end_in_a_broken_line_but_ground_truth_is_whole() -> N
     assert len(served) < len(truth)
 
 
-def test_the_vectorised_prefilter_agrees_with_the_rule() -> None:
-    ids = np.arange(1, 50_000, dtype=np.uint64) * np.uint64(982_451_653)
-    mask = RuleSource().candidates(ids)
+def test_one_id_gets_the_record_it_gets_among_others() -> None:
+    ids = [int(i) for i in np.arange(1, 5000, dtype=np.uint64) * np.uint64(982_451_653)]
+    records = {record["id"]: record for record in flagged("tweets", ids)}
 
-    assert [int(i) for i in ids[mask]] == [int(r["id"]) for r in flagged("tweets", [int(i) for i in ids])]
+    assert [deterministic_record("tweets", i) for i in ids] == [records.get(str(i)) for i in ids]
+
+
+def test_each_flagged_id_is_written_once_in_order_of_first_upload(tmp_path: Path) -> None:
+    ids = [int(r["id"]) for r in flagged("tweets")[:50]] + list(range(1, 2000))
+    repeated = ids + ids[::-1] + ids[10:20]
+    upload_file = tmp_path / "upload.txt"
+    upload_file.write_text("".join(f"{i}\n" for i in repeated))
+
+    outcome = process(upload_file, block_size=4096)  # repeats fall in other blocks than the first sighting
+    written = [json.loads(line) for line in upload_file.with_suffix(".results").read_text().splitlines()]
+
+    assert written == flagged("tweets", ids)
+    assert (outcome.ids, outcome.results) == (len(repeated), len(written))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"1\n2\n3",
+        b"1\r\n2\r\n\r\n3\r\n",
+        b"\n\n1\n\n",
+        b"1\r",
+        b"\xef\xbb\xbf5\n6\n",
+        b"1234567890123456789\n12345678901234567890\n00000000000000000001\n",
+        b"-5\n+5\n 5\n5 \n0x1f\n5\t\n",
+        b"1\n" + b"7" * 5000 + b"\n2\n",
+    ],
+)
+@pytest.mark.parametrize("block_size", [16, 8 * 1024 * 1024])
+def test_lines_are_counted_as_line_by_line_reading_counts_them(
+    tmp_path: Path, content: bytes, block_size: int
+) -> None:
+    upload_file = tmp_path / "upload.txt"
+    upload_file.write_bytes(content)
+
+    outcome = process(upload_file, block_size=block_size)
+
+    assert (outcome.ids, outcome.invalid_lines, outcome.blank_lines) == line_by_line(content)
+
+
+def test_processing_does_not_import_pandas(tmp_path: Path) -> None:
+    """pyarrow imports pandas (seconds) when handed Python objects: that would delay the first job."""
+    upload_file = tmp_path / "upload.txt"
+    upload_file.write_bytes(id_file(3000) + b"x\n")
+    script = f"""
+import sys
+from pathlib import Path
+from airflow_provider_xcompliance.emulator.results import RuleSource, process_upload
+upload = Path({str(upload_file)!r})
+results, truth = upload.with_suffix(".r"), upload.with_suffix(".t")
+process_upload(upload, results, truth, job_type="tweets", source=RuleSource())
+print("pandas" in sys.modules)
+"""
+    imported = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+
+    assert imported.stdout.strip() == "False"
 
 
 def test_non_utf8_lines_are_counted_invalid_without_losing_the_rest(tmp_path: Path) -> None:
     upload_file = tmp_path / "upload.txt"
     upload_file.write_bytes(b"1\n\xff\xfe\n2\n")
 
-    outcome = process_upload(
-        upload_file, tmp_path / "r.jsonl", tmp_path / "t.jsonl", job_type="users", source=RuleSource()
-    )
+    outcome = process(upload_file, "users")
 
     assert (outcome.ids, outcome.invalid_lines) == (2, 1)
 
