@@ -53,6 +53,9 @@ class EmulatorConfig:
     )
     download_window_seconds: float = _opt(604800.0, "lifetime of download URLs")
     conflict_status: int = _opt(409, "HTTP status of the one-unfinished-job-per-type conflict problem")
+    unfinished_jobs_per_type: int = _opt(
+        1, "unfinished jobs a type may have at once (the real API allows 1; more for load tests)"
+    )
     problem_host: str = _opt(PROBLEM_HOSTS[0], "host prefix of problem type URIs", PROBLEM_HOSTS)
     empty_list_style: str = _opt(
         "data", "a list with no jobs answers {data: [], meta: ...} or {}", EMPTY_LIST_STYLES
@@ -93,3 +96,5 @@ class EmulatorConfig:
             raise ValueError("token must not be empty")
         if self.rate_limit_count < 1 or self.rate_limit_window_seconds <= 0:
             raise ValueError("rate limits need a positive count and window")
+        if self.unfinished_jobs_per_type < 1:
+            raise ValueError("unfinished_jobs_per_type must be at least 1")

@@ -200,7 +200,8 @@ class EmulatorState:
     def create_job(self, job_type: str, name: str | None, resumable: bool, base_url: str) -> JobRecord:
         with self._lock:
             self.refresh()
-            if any(job.type == job_type and job.status.holds_slot for job in self.jobs.values()):
+            unfinished = sum(job.type == job_type and job.status.holds_slot for job in self.jobs.values())
+            if unfinished >= self.config.unfinished_jobs_per_type:
                 raise ConflictError(job_type)
             now = float(int(self.now()))
             job_id = self._new_job_id(now)

@@ -171,6 +171,17 @@ def test_conflict_status_and_problem_host_are_configurable() -> None:
     assert response.json()["type"] == "https://api.x.com/2/problems/conflict"
 
 
+def test_load_tests_can_allow_more_unfinished_jobs_per_type() -> None:
+    with run_emulator(config(unfinished_jobs_per_type=2)) as emu:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        statuses = [
+            httpx.post(f"{emu.base_url}{JOBS}", json={"type": "tweets"}, headers=headers).status_code
+            for _ in range(3)
+        ]
+
+    assert statuses == [200, 200, 409]
+
+
 def test_cancel_fails_the_job_and_frees_the_slot(client: httpx.Client, emulator: EmulatorHandle) -> None:
     job = create_job(client)
 
