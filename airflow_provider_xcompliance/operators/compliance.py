@@ -3,7 +3,8 @@
 Every job gets a deterministic name (:func:`~airflow_provider_xcompliance.naming.job_name`), so a retried or
 cleared task finds the job it started and carries on from the job's status instead of starting a second one.
 The decisions (what to do with a job found by name, deadlines, which file a chunk's results go to, ETAs) are
-pure functions at the top of this module; the operator methods are thin glue around them and the hook.
+pure functions in :mod:`airflow_provider_xcompliance.lifecycle`; the operators are thin glue around them
+and the hook.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone
-from enum import Enum
+from collections.abc import Sequence
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypedDict
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator, conf
 
@@ -36,167 +36,36 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceError,
 )
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
+from airflow_provider_xcompliance.lifecycle import (
+    UPLOAD_MARGIN_SECONDS,
+    ChunkRecord,
+    Step,
+    checked_event,
+    chunk_file,
+    defer_timeout,
+    eta_message,
+    job_outcome_error,
+    looks_like_size_error,
+    newest_by_name,
+    processing_rate,
+    reattach_step,
+    run_deadline,
+    sibling_file,
+    size_hint,
+    slot_holder,
+    with_size_hint,
+)
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType
 from airflow_provider_xcompliance.naming import job_name
-from airflow_provider_xcompliance.sensors.compliance import job_outcome_error
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-# An upload must start this long before the URL expires: a PUT that starts at the last second may be refused.
-UPLOAD_MARGIN_SECONDS = 60.0
-# The defer timeout sits this long after the trigger's own deadline, so the trigger's clean timeout event
-# (which cancels the job) wins over Airflow's generic deferral timeout.
-DEFER_BACKSTOP_SECONDS = 120.0
 # Creates that conflict while no job visibly holds the slot (it ended between the two calls) before giving up.
 MAX_INVISIBLE_CONFLICTS = 3
-# The API documents no size limit or its error text: these words are a heuristic, kept deliberately broad.
-_SIZE_ERROR_WORDS = ("too large", "too big", "too many", "more than", "size", "exceed", "limit", "split")
 UI_COLOR = "#cfe8fc"
-
-
-# --- pure decisions -----------------------------------------------------------------------------------
-
-
-class Step(str, Enum):
-    """What to do with the job a task finds under its deterministic name."""
-
-    CREATE = "create"
-    UPLOAD = "upload"
-    WAIT = "wait"
-    DOWNLOAD = "download"
-
-
-def reattach_step(job: Job | None, now: datetime, upload_margin: float = UPLOAD_MARGIN_SECONDS) -> Step:
-    """Decide how to carry on from the job an earlier try left behind (None: there is none)."""
-    if job is None:
-        return Step.CREATE
-    if job.status is JobStatus.COMPLETE:
-        return Step.CREATE if job.download_expired(now) else Step.DOWNLOAD
-    if job.status is JobStatus.IN_PROGRESS:
-        return Step.WAIT
-    if job.status is JobStatus.CREATED and not job.upload_expired(now, upload_margin):
-        return Step.UPLOAD
-    return Step.CREATE  # failed, expired, or created with an upload window about to close
-
-
-def run_deadline(now: float, timeout: float | None, execution_timeout: timedelta | None) -> float | None:
-    """Epoch seconds by which the task must be done: the tighter of ``timeout`` and ``execution_timeout``.
-
-    Airflow applies ``execution_timeout`` to each execute/resume call separately, not to time spent deferred,
-    so the operator turns it into a wall-clock deadline the trigger enforces.
-    """
-    limits = [] if timeout is None else [timeout]
-    if execution_timeout is not None:
-        limits.append(execution_timeout.total_seconds())
-    return now + min(limits) if limits else None
-
-
-def defer_timeout(deadline: float | None, now: float) -> timedelta | None:
-    """Airflow's backstop for a deferral: a little after the trigger's own deadline."""
-    if deadline is None:
-        return None
-    return timedelta(seconds=max(deadline - now, 0.0) + DEFER_BACKSTOP_SECONDS)
-
-
-def slot_holder(jobs: Iterable[Job], job_type: JobType, now: datetime) -> Job | None:
-    """The job occupying the type's single slot: in progress first, else a created one still uploadable."""
-    holding = [
-        job
-        for job in jobs
-        if job.type is job_type
-        and (
-            job.status is JobStatus.IN_PROGRESS
-            or (job.status is JobStatus.CREATED and not job.upload_expired(now))
-        )
-    ]
-    return min(holding, key=lambda job: (job.status is not JobStatus.IN_PROGRESS, -int(job.id)), default=None)
-
-
-def newest_by_name(jobs: Iterable[Job]) -> dict[str, Job]:
-    """Index jobs by name, keeping the newest of each (names need not be unique)."""
-    index: dict[str, Job] = {}
-    for job in sorted(jobs, key=lambda job: int(job.id)):  # snowflake ids grow with time
-        if job.name:
-            index[job.name] = job
-    return index
-
-
-def looks_like_size_error(text: str | None) -> bool:
-    """Whether an API error text hints that the upload was too big (the API documents no size limit)."""
-    lowered = (text or "").lower()
-    return any(word in lowered for word in _SIZE_ERROR_WORDS)
-
-
-def size_hint(ids: int | None) -> str:
-    return (
-        f" The API may cap the size of one job ({ids if ids is not None else 'this many'} IDs were sent): "
-        "set max_ids_per_job lower to split the IDs over several jobs."
-    )
-
-
-def sibling_file(results_file: str, tag: str, suffix: str | None = None) -> str:
-    """A file beside ``results_file`` named after it: ``results.<tag>.jsonl`` (or ``.<suffix>``)."""
-    folder, slash, filename = results_file.rpartition("/")
-    stem, dot, own_suffix = filename.partition(".")
-    ending = f".{suffix}" if suffix is not None else f"{dot}{own_suffix}"
-    return f"{folder}{slash}{stem}.{tag}{ending}"
-
-
-def chunk_file(results_file: str, index: int) -> str:
-    """The results file of chunk ``index`` when a run writes several: ``results.part-00003.jsonl``."""
-    return sibling_file(results_file, f"part-{index:05d}")
-
-
-def checked_event(event: Any, statuses: Sequence[str] = ("success", "error", "timeout")) -> dict[str, Any]:
-    """Accept only a well-formed trigger event: a missing or unknown one fails the task (fail closed)."""
-    if not isinstance(event, dict) or event.get("status") not in statuses or not event.get("job_id"):
-        raise XComplianceError(f"Unexpected trigger event {event!r}: the job's outcome is unknown")
-    return event
-
-
-class ChunkRecord(TypedDict):
-    """One finished chunk of a run (XCom-safe: ids, a URI and counts, never data)."""
-
-    index: int
-    job_id: str
-    job_name: str
-    uploaded_ids: int
-    results_uri: str
-    result_lines: int
-    processing_seconds: float | None
-
-
-def processing_rate(done: Iterable[ChunkRecord]) -> float | None:
-    """IDs per second a chunk takes end to end, over the chunks whose duration this try observed."""
-    timed = [(c["uploaded_ids"], c["processing_seconds"]) for c in done if c["processing_seconds"]]
-    seconds = sum(s for _, s in timed if s)
-    return sum(n for n, _ in timed) / seconds if seconds > 0 else None
-
-
-def eta_message(position: int, total: int, ids: int, remaining_ids: int, rate: float | None) -> str:
-    """The per-chunk progress line: this chunk's size and, once a rate is known, the expected durations."""
-    head = f"Chunk {position + 1}/{total} ({ids} IDs)"
-    if rate is None:
-        return f"{head}: no processing rate observed yet, so no ETA"
-    return (
-        f"{head}: expected to take ~{_duration(ids / rate)} at the observed {rate:.0f} IDs/s; "
-        f"~{_duration(remaining_ids / rate)} for all {total - position} remaining chunk(s)"
-    )
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
-def _utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc)
-
-
-# --- operators ----------------------------------------------------------------------------------------
+_MISSED_DEADLINE = "it missed the task's deadline"
 
 
 class XComplianceCreateJobOperator(BaseOperator):
@@ -375,13 +244,17 @@ class XComplianceCreateJobOperator(BaseOperator):
         """Reattach to this chunk's job or create it, and upload its IDs if that is still to do."""
         existing = self.hook.find_job(self.job_type, name)
         step = reattach_step(existing, datetime.now(timezone.utc))
-        if existing is None or step is not Step.CREATE:
+        if existing is not None and step is Step.CREATE:
+            # Replacing a job that still holds the slot can only mean its upload window is closing.
+            why = (
+                "its upload window closes too soon"
+                if existing.status.holds_slot
+                else f"it is {existing.status.value}"
+            )
+            job = self._replace(context, existing, name, why)
+        else:
             job = existing or self._create(context, name)
             self._track(context, job)
-        elif existing.status.holds_slot:
-            job = self._replace(context, existing, name, "its upload window closes too soon")
-        else:
-            job = self._replace(context, existing, name, f"it is {existing.status.value}")
         return self._upload(context, job, chunk, name) if step in (Step.CREATE, Step.UPLOAD) else job
 
     def _create(self, context: Context, name: str) -> Job:
@@ -509,11 +382,14 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
         event = checked_event(event)
         self._job_id = job_id = event["job_id"]
         if event["status"] == "timeout":
-            self._cancel_quietly(job_id, "it missed the task's deadline")
+            self._cancel_quietly(job_id, _MISSED_DEADLINE)
             raise JobTimeoutError(f"{event['message']}; the job was cancelled")
         if event["status"] == "error":
-            ids = self._ids_of(context, job_id) if looks_like_size_error(event.get("error")) else None
-            self._raise_job_error(job_id, event.get("job_status"), event.get("error"), event["message"], ids)
+            error = event.get("error")
+            ids = self._ids_of(context, job_id) if looks_like_size_error(error) else None
+            ended = job_outcome_error(job_id, event.get("job_status"), with_size_hint(error, ids))
+            # Without a final status, polling gave up: the job may still be running, and a retry reattaches.
+            raise ended or XComplianceError(event["message"])
         return self._proceed(context)  # finds the job complete without results: downloads it, goes on
 
     def _proceed(self, context: Context) -> Any:
@@ -563,8 +439,9 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
             job, target = jobs.get(name), self._results_file(name, chunk.index, len(prepared.chunks))
             if job is None or job.status is not JobStatus.COMPLETE or not _exists(target):
                 break
-            lines = known[job.id]["result_lines"] if job.id in known else _count_lines(target)
-            seconds = known[job.id]["processing_seconds"] if job.id in known else None
+            earlier = known.get(job.id)  # recorded by an earlier call of this try: no need to count again
+            lines = earlier["result_lines"] if earlier else _count_lines(target)
+            seconds = earlier["processing_seconds"] if earlier else None
             done.append(_record(chunk.index, job, name, chunk.ids, target, lines, seconds))
         if done and not known:
             self.log.info(
@@ -587,23 +464,10 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
         try:
             return self.hook.wait_for_job(job.id, self.poll_interval, timeout=left)
         except JobTimeoutError:
-            self._cancel_quietly(job.id, "it missed the task's deadline")
+            self._cancel_quietly(job.id, _MISSED_DEADLINE)
             raise
         except JobFailedError as error:
-            self._raise_job_error(job.id, JobStatus.FAILED.value, error.error, str(error), chunk.ids)
-
-    @staticmethod
-    def _raise_job_error(
-        job_id: str, job_status: str | None, error: str | None, message: str, ids: int | None
-    ) -> NoReturn:
-        if job_status == JobStatus.FAILED.value:
-            raise JobFailedError(
-                job_id, f"{error}.{size_hint(ids)}" if looks_like_size_error(error) else error
-            )
-        if job_status == JobStatus.EXPIRED.value:
-            raise JobExpiredError(job_id)
-        # Polling gave up: the job may still be running, and a retry reattaches to it.
-        raise XComplianceError(message)
+            raise JobFailedError(job.id, with_size_hint(error.error, chunk.ids)) from error
 
     def _ids_of(self, context: Context, job_id: str) -> int | None:
         """How many IDs the chunk of this job held (for the size hint of a failed job)."""
@@ -617,7 +481,7 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
         report = self.hook.download_results(job, self._results_file(name, chunk.index, len(prepared.chunks)))
         # From creation to results: the chunk's whole duration, which is what an ETA needs.
         seconds = time.time() - job.created_at.timestamp() if job.created_at else None
-        self._job_id = None
+        self._job_id = None  # complete: nothing left for on_kill to cancel
         self.log.info(
             "Chunk %d: %d result lines from job %s at %s", chunk.index + 1, report.lines, job.id, report.uri
         )
@@ -670,7 +534,7 @@ class XComplianceDownloadResultsOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         job = self.hook.get_job(self.job_id)
         if job.status is not JobStatus.COMPLETE:
-            raise job_outcome_error(job) or XComplianceError(
+            raise job_outcome_error(job.id, job.status, job.error) or XComplianceError(
                 f"Job {job.id} is {job.status.value}, not complete: wait for it (XComplianceJobSensor) first"
             )
         report = self.hook.download_results(job, self.destination)
@@ -727,3 +591,7 @@ def _load_manifest(path: Path) -> id_files.PreparedIds:
     chunks = tuple(id_files.IdChunk(**{**c, "path": Path(c["path"])}) for c in body["chunks"])
     rejects = Path(body["rejects_path"]) if body["rejects_path"] else None
     return id_files.PreparedIds(chunks, id_files.IdCounts(**body["counts"]), rejects)
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc)

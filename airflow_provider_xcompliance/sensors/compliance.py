@@ -11,22 +11,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
-from airflow_provider_xcompliance.exceptions import JobExpiredError, JobFailedError, XComplianceError
+from airflow_provider_xcompliance.exceptions import XComplianceError
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
-from airflow_provider_xcompliance.models import Job, JobStatus
+from airflow_provider_xcompliance.lifecycle import job_outcome_error
+from airflow_provider_xcompliance.models import JobStatus
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-
-def job_outcome_error(job: Job) -> XComplianceError | None:
-    """The error a job's final status stands for, or None while it may still complete."""
-    if job.status is JobStatus.FAILED:
-        return JobFailedError(job.id, job.error)
-    if job.status is JobStatus.EXPIRED:
-        return JobExpiredError(job.id)
-    return None
 
 
 _ENDED_BADLY = frozenset({JobStatus.FAILED.value, JobStatus.EXPIRED.value})
@@ -71,7 +63,7 @@ class XComplianceJobSensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         job = self.hook.get_job(self.job_id)
         self.log.info("Compliance job %s (%s) is %s", job.id, job.type.value, job.status.value)
-        error = job_outcome_error(job)
+        error = job_outcome_error(job.id, job.status, job.error)
         if error is not None:
             raise AirflowFailException(str(error)) from error
         return PokeReturnValue(is_done=job.status is JobStatus.COMPLETE, xcom_value=job.to_xcom())
