@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.sdk import BaseOperator, conf
 
 from airflow_provider_xcompliance import ids as id_files
-from airflow_provider_xcompliance import storage
+from airflow_provider_xcompliance import lifecycle, storage
 from airflow_provider_xcompliance.exceptions import (
     CancelNotSupportedError,
     InvalidIdsError,
@@ -36,25 +36,7 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceError,
 )
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
-from airflow_provider_xcompliance.lifecycle import (
-    UPLOAD_MARGIN_SECONDS,
-    ChunkRecord,
-    Step,
-    checked_event,
-    chunk_file,
-    defer_timeout,
-    eta_message,
-    job_outcome_error,
-    looks_like_size_error,
-    newest_by_name,
-    processing_rate,
-    reattach_step,
-    run_deadline,
-    sibling_file,
-    size_hint,
-    slot_holder,
-    with_size_hint,
-)
+from airflow_provider_xcompliance.lifecycle import UPLOAD_MARGIN_SECONDS, ChunkRecord, Step
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType
 from airflow_provider_xcompliance.naming import job_name
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
@@ -153,7 +135,7 @@ class XComplianceCreateJobOperator(BaseOperator):
 
     def execute_after_slot_wait(self, context: Context, event: dict[str, Any] | None = None, **_: Any) -> Any:
         """Resume after waiting for another job to free the slot, and try to create the job again."""
-        event = checked_event(event)
+        event = lifecycle.checked_event(event)
         if event["status"] == "timeout":
             raise JobConflictError(
                 f"The {self.job_type.value} slot was still held by job {event['job_id']} after waiting "
@@ -169,6 +151,7 @@ class XComplianceCreateJobOperator(BaseOperator):
             self._cancel_quietly(self._job_id, "the task was killed")
 
     def _proceed(self, context: Context) -> Any:
+        """Carry on from wherever this task run stands: a first try, a retry and a resume take one path."""
         prepared = self._prepare_ids(context)
         if not prepared.chunks:
             raise InvalidIdsError(
@@ -183,7 +166,9 @@ class XComplianceCreateJobOperator(BaseOperator):
     def _deadline(self, context: Context) -> float | None:
         """This try's deadline: its start (kept across deferrals) plus ``timeout``/``execution_timeout``."""
         start = context["ti"].start_date
-        return run_deadline(start.timestamp() if start else time.time(), self.timeout, self.execution_timeout)
+        return lifecycle.run_deadline(
+            start.timestamp() if start else time.time(), self.timeout, self.execution_timeout
+        )
 
     # --- IDs ---
 
@@ -243,7 +228,7 @@ class XComplianceCreateJobOperator(BaseOperator):
     def _start_job(self, context: Context, chunk: id_files.IdChunk, name: str) -> Job:
         """Reattach to this chunk's job or create it, and upload its IDs if that is still to do."""
         existing = self.hook.find_job(self.job_type, name)
-        step = reattach_step(existing, datetime.now(timezone.utc))
+        step = lifecycle.reattach_step(existing, datetime.now(timezone.utc))
         if existing is not None and step is Step.CREATE:
             # Replacing a job that still holds the slot can only mean its upload window is closing.
             why = (
@@ -258,16 +243,19 @@ class XComplianceCreateJobOperator(BaseOperator):
         return self._upload(context, job, chunk, name) if step in (Step.CREATE, Step.UPLOAD) else job
 
     def _create(self, context: Context, name: str) -> Job:
-        invisible = 0
+        """Create the job, first waiting out whichever job holds the type's single slot."""
+        conflicts_without_holder = 0
         while True:
             try:
                 job = self.hook.create_job(self.job_type, name=name, resumable=self.resumable)
             except JobConflictError:
-                holder = slot_holder(
+                holder = lifecycle.slot_holder(
                     self.hook.list_jobs(self.job_type), self.job_type, datetime.now(timezone.utc)
                 )
-                if holder is None and (invisible := invisible + 1) < MAX_INVISIBLE_CONFLICTS:
-                    continue  # the holder ended between the two calls
+                if holder is None:
+                    conflicts_without_holder += 1
+                    if conflicts_without_holder < MAX_INVISIBLE_CONFLICTS:
+                        continue  # the holder ended between the two calls: try again
                 self._wait_for_slot(context, holder)
             else:
                 self._slot_deadline = None
@@ -285,13 +273,14 @@ class XComplianceCreateJobOperator(BaseOperator):
         now = time.time()
         if self._slot_deadline is None:
             deadline = self._deadline(context)
-            self._slot_deadline = min(now + self.slot_wait_timeout, deadline if deadline else float("inf"))
+            task_bound = deadline if deadline is not None else float("inf")
+            self._slot_deadline = min(now + self.slot_wait_timeout, task_bound)
         self.log.warning("The %s slot is held by %s: waiting until %s", kind, who, _utc(self._slot_deadline))
         if self.deferrable:
             self.defer(
                 trigger=self._trigger(holder.id, self._slot_deadline, cancel_on_kill=False),
                 method_name="execute_after_slot_wait",
-                timeout=defer_timeout(self._slot_deadline, now),
+                timeout=lifecycle.defer_timeout(self._slot_deadline, now),
             )
         try:
             self.hook.wait_for_job(holder.id, self.poll_interval, timeout=max(self._slot_deadline - now, 0.0))
@@ -313,7 +302,7 @@ class XComplianceCreateJobOperator(BaseOperator):
         except UploadRejectedError as error:
             self._cancel_quietly(job.id, "its upload was rejected")
             raise UploadRejectedError(
-                f"Upload to job {job.id} rejected: {error}.{size_hint(chunk.ids)}"
+                f"Upload to job {job.id} rejected: {error}.{lifecycle.size_hint(chunk.ids)}"
             ) from error
         return self.hook.get_job(job.id)  # the status check before any wait
 
@@ -379,26 +368,31 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **_: Any) -> Any:
         """Resume when the running chunk's job ended: carry on from what the API and destination show."""
-        event = checked_event(event)
+        event = lifecycle.checked_event(event)
         self._job_id = job_id = event["job_id"]
         if event["status"] == "timeout":
             self._cancel_quietly(job_id, _MISSED_DEADLINE)
             raise JobTimeoutError(f"{event['message']}; the job was cancelled")
         if event["status"] == "error":
             error = event.get("error")
-            ids = self._ids_of(context, job_id) if looks_like_size_error(error) else None
-            ended = job_outcome_error(job_id, event.get("job_status"), with_size_hint(error, ids))
+            ids = self._ids_of(context, job_id) if lifecycle.looks_like_size_error(error) else None
+            ended = lifecycle.job_outcome_error(
+                job_id, event.get("job_status"), lifecycle.with_size_hint(error, ids)
+            )
             # Without a final status, polling gave up: the job may still be running, and a retry reattaches.
             raise ended or XComplianceError(event["message"])
         return self._proceed(context)  # finds the job complete without results: downloads it, goes on
 
     def _proceed(self, context: Context) -> Any:
+        """Run the chunks the API and the destination do not show as finished, one job at a time."""
         prepared = self._prepare_ids(context)
         done = self._finished_chunks(context, prepared)
         for chunk in prepared.chunks[len(done) :]:
             remaining = sum(c.ids for c in prepared.chunks[chunk.index :])
-            rate = processing_rate(done)
-            self.log.info(eta_message(chunk.index, len(prepared.chunks), chunk.ids, remaining, rate))
+            rate = lifecycle.processing_rate(done)
+            self.log.info(
+                lifecycle.eta_message(chunk.index, len(prepared.chunks), chunk.ids, remaining, rate)
+            )
             name = self._chunk_name(context, prepared, chunk.index)
             job = self._wait(context, self._start_job(context, chunk, name), chunk)
             done.append(self._download(prepared, chunk, name, job))
@@ -418,21 +412,25 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
 
     def _rejects_file(self, context: Context) -> str:
         name = self._job_name(context, None)
-        return sibling_file(storage.resolve_destination(self.destination, f"{name}.jsonl"), "rejects", "csv")
+        return lifecycle.sibling_file(
+            storage.resolve_destination(self.destination, f"{name}.jsonl"), "rejects", "csv"
+        )
 
     def _chunk_name(self, context: Context, prepared: id_files.PreparedIds, index: int) -> str:
         return self._job_name(context, index if len(prepared.chunks) > 1 else None)
 
     def _results_file(self, name: str, index: int, chunks: int) -> str:
         target = storage.resolve_destination(self.destination, f"{name}.jsonl")
-        return chunk_file(target, index) if chunks > 1 and target == str(self.destination) else target
+        return (
+            lifecycle.chunk_file(target, index) if chunks > 1 and target == str(self.destination) else target
+        )
 
     def _finished_chunks(self, context: Context, prepared: id_files.PreparedIds) -> list[ChunkRecord]:
         """The leading chunks with a complete job and a results file (one list call, no data read twice)."""
         ti = context["ti"]
         recorded = ti.xcom_pull(task_ids=ti.task_id, key="chunks", map_indexes=ti.map_index) or []
         known = {record["job_id"]: record for record in recorded}
-        jobs = newest_by_name(self.hook.list_jobs(self.job_type))
+        jobs = lifecycle.newest_by_name(self.hook.list_jobs(self.job_type))
         done: list[ChunkRecord] = []
         for chunk in prepared.chunks:
             name = self._chunk_name(context, prepared, chunk.index)
@@ -458,7 +456,7 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
             self.defer(
                 trigger=self._trigger(job.id, deadline),
                 method_name="execute_complete",
-                timeout=defer_timeout(deadline, time.time()),
+                timeout=lifecycle.defer_timeout(deadline, time.time()),
             )
         left = None if deadline is None else max(deadline - time.time(), 0.0)
         try:
@@ -467,7 +465,7 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
             self._cancel_quietly(job.id, _MISSED_DEADLINE)
             raise
         except JobFailedError as error:
-            raise JobFailedError(job.id, with_size_hint(error.error, chunk.ids)) from error
+            raise JobFailedError(job.id, lifecycle.with_size_hint(error.error, chunk.ids)) from error
 
     def _ids_of(self, context: Context, job_id: str) -> int | None:
         """How many IDs the chunk of this job held (for the size hint of a failed job)."""
@@ -534,7 +532,7 @@ class XComplianceDownloadResultsOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         job = self.hook.get_job(self.job_id)
         if job.status is not JobStatus.COMPLETE:
-            raise job_outcome_error(job.id, job.status, job.error) or XComplianceError(
+            raise lifecycle.job_outcome_error(job.id, job.status, job.error) or XComplianceError(
                 f"Job {job.id} is {job.status.value}, not complete: wait for it (XComplianceJobSensor) first"
             )
         report = self.hook.download_results(job, self.destination)

@@ -22,6 +22,8 @@ OUT_CONF = "{{ dag_run.conf['out'] }}"
 # Not x_default: DAG parsing inside dag.test() imports tests/conftest.py, which drops AIRFLOW_CONN_X_DEFAULT.
 CONN_ID = "x_lifecycle"
 FAST = {"poll_interval": 0.2, "retry_delay": timedelta(0), "x_conn_id": CONN_ID}
+# What every DAG here shares: one task reading its IDs and destination from the run's conf.
+RUN_TASK = {"task_id": "run", "ids": IDS_CONF, "destination": OUT_CONF, **FAST}
 
 
 class WorkerCrashError(RuntimeError):
@@ -65,44 +67,17 @@ MODES = {  # every dimension both ways: type, deferrable, resumable
 }
 for _dag_id, (_type, _deferrable, _resumable) in MODES.items():
     with _dag(_dag_id) as _mode_dag:
-        XComplianceRunJobOperator(
-            task_id="run",
-            job_type=_type,
-            ids=IDS_CONF,
-            destination=OUT_CONF,
-            deferrable=_deferrable,
-            resumable=_resumable,
-            **FAST,
-        )
+        XComplianceRunJobOperator(job_type=_type, deferrable=_deferrable, resumable=_resumable, **RUN_TASK)
     globals()[_dag_id] = _mode_dag
 
 with _dag("xc_lifecycle_reattach") as reattach_dag:
-    CrashAfterCreateOperator(
-        task_id="run",
-        job_type="tweets",
-        ids=IDS_CONF,
-        destination=OUT_CONF,
-        deferrable=True,
-        retries=1,
-        **FAST,
-    )
+    CrashAfterCreateOperator(job_type="tweets", deferrable=True, retries=1, **RUN_TASK)
 
 with _dag("xc_lifecycle_chunks") as chunks_dag:
-    CrashBetweenChunksOperator(
-        task_id="run",
-        job_type="tweets",
-        ids=IDS_CONF,
-        destination=OUT_CONF,
-        deferrable=True,
-        max_ids_per_job=40,
-        retries=1,
-        **FAST,
-    )
+    CrashBetweenChunksOperator(job_type="tweets", deferrable=True, max_ids_per_job=40, retries=1, **RUN_TASK)
 
 with _dag("xc_lifecycle_wait_for_slot") as slot_dag:
-    XComplianceRunJobOperator(
-        task_id="run", job_type="users", ids=IDS_CONF, destination=OUT_CONF, deferrable=True, **FAST
-    )
+    XComplianceRunJobOperator(job_type="users", deferrable=True, **RUN_TASK)
 
 
 # --- tests --------------------------------------------------------------------------------------------------

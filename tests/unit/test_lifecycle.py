@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import timedelta
 
 import pytest
 
@@ -29,17 +27,8 @@ from airflow_provider_xcompliance.lifecycle import (
     slot_holder,
     with_size_hint,
 )
-from airflow_provider_xcompliance.models import Job, JobStatus, JobType
-
-NOW = datetime.now(timezone.utc)
-_snowflakes = itertools.count(1_900_000_000_000_000_000)
-
-
-def make_job(
-    status: JobStatus, name: str | None = None, job_type: JobType = JobType.TWEETS, **kw: Any
-) -> Job:
-    """A job whose ids grow like snowflakes; its URLs never expire unless a test sets an expiry."""
-    return Job(id=str(next(_snowflakes)), type=job_type, status=status, name=name, **kw)
+from airflow_provider_xcompliance.models import JobStatus, JobType
+from tests.unit.jobs import NOW, make_job
 
 
 def test_lifecycle_imports_no_airflow():

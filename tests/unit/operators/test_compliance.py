@@ -29,23 +29,7 @@ from airflow_provider_xcompliance.operators.compliance import (
     XComplianceRunJobOperator,
 )
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
-
-NOW = datetime.now(timezone.utc)
-_ids = itertools.count(1_900_000_000_000_000_000)
-
-
-def make_job(
-    status: JobStatus, name: str | None = None, job_type: JobType = JobType.TWEETS, **kw: Any
-) -> Job:
-    fields: dict[str, Any] = {
-        "upload_url": "https://storage.test/up?X-Goog-Signature=s",
-        "upload_expires_at": NOW + timedelta(minutes=15),
-        "download_url": "https://storage.test/down?X-Goog-Signature=s",
-        "download_expires_at": NOW + timedelta(days=7),
-        "created_at": NOW,
-    }
-    return Job(id=str(next(_ids)), type=job_type, status=status, name=name, **{**fields, **kw})
-
+from tests.unit.jobs import make_job
 
 # --- a fake API behind the hook's interface -----------------------------------------------------------------
 
