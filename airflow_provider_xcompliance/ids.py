@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import logging
 import math
 import os
@@ -154,6 +155,21 @@ class PreparedIds:
     @property
     def paths(self) -> list[Path]:
         return [chunk.path for chunk in self.chunks]
+
+    def save(self, path: Path) -> None:
+        """Write a manifest beside the chunks, so a resumed task reuses them instead of validating again."""
+        chunks = [{**asdict(chunk), "path": str(chunk.path)} for chunk in self.chunks]
+        rejects = str(self.rejects_path) if self.rejects_path else None
+        body = {"chunks": chunks, "counts": self.counts.as_dict(), "rejects_path": rejects}
+        path.write_text(json.dumps(body))
+
+    @classmethod
+    def load(cls, path: Path) -> PreparedIds:
+        """Read a manifest written by :meth:`save`."""
+        body = json.loads(path.read_text())
+        chunks = tuple(IdChunk(**{**chunk, "path": Path(chunk["path"])}) for chunk in body["chunks"])
+        rejects = Path(body["rejects_path"]) if body["rejects_path"] else None
+        return cls(chunks, IdCounts(**body["counts"]), rejects)
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,12 @@ from airflow_provider_xcompliance.exceptions import (
     AuthenticationError,
     CancelNotSupportedError,
     JobConflictError,
-    JobExpiredError,
-    JobFailedError,
     JobTimeoutError,
     NotFoundError,
     ServerError,
     XApiError,
 )
+from airflow_provider_xcompliance.lifecycle import job_outcome_error
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType, TransferReport
 from airflow_provider_xcompliance.retry import (
     CANCEL_JOB,
@@ -397,10 +396,8 @@ class XComplianceHook(BaseHook):
             job = self.get_job(job_id)
             if job.status == JobStatus.COMPLETE:
                 return job
-            if job.status == JobStatus.FAILED:
-                raise JobFailedError(job_id, job.error)
-            if job.status == JobStatus.EXPIRED:
-                raise JobExpiredError(job_id)
+            if error := job_outcome_error(job_id, job.status, job.error):
+                raise error
             interval = self.rate_limits.paced_interval(GET_JOB, poll_interval, self._now())
             if deadline is not None:
                 left = deadline - self._clock()

@@ -10,7 +10,6 @@ and the hook.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import tempfile
 import time
@@ -181,7 +180,7 @@ class XComplianceCreateJobOperator(BaseOperator):
         staging = self._staging_dir(context)
         manifest = staging / "manifest.json"
         if manifest.exists():
-            prepared = _load_manifest(manifest)
+            prepared = id_files.PreparedIds.load(manifest)
             if all(chunk.path.exists() for chunk in prepared.chunks):
                 return prepared
         prepared = id_files.prepare_ids(
@@ -193,7 +192,7 @@ class XComplianceCreateJobOperator(BaseOperator):
             dedupe=self.dedupe,
             max_ids_per_job=self.max_ids_per_job,
         )
-        _save_manifest(manifest, prepared)
+        prepared.save(manifest)
         self._ids_prepared(context, prepared)
         return prepared
 
@@ -575,20 +574,6 @@ def _count_lines(uri: str) -> int:
             lines += block.count(b"\n")
             last = block[-1:]
     return lines + (last != b"\n")
-
-
-def _save_manifest(path: Path, prepared: id_files.PreparedIds) -> None:
-    chunks = [{**dataclasses.asdict(c), "path": str(c.path)} for c in prepared.chunks]
-    rejects = str(prepared.rejects_path) if prepared.rejects_path else None
-    body = {"chunks": chunks, "counts": prepared.counts.as_dict(), "rejects_path": rejects}
-    path.write_text(json.dumps(body))
-
-
-def _load_manifest(path: Path) -> id_files.PreparedIds:
-    body = json.loads(path.read_text())
-    chunks = tuple(id_files.IdChunk(**{**c, "path": Path(c["path"])}) for c in body["chunks"])
-    rejects = Path(body["rejects_path"]) if body["rejects_path"] else None
-    return id_files.PreparedIds(chunks, id_files.IdCounts(**body["counts"]), rejects)
 
 
 def _utc(epoch: float) -> datetime:

@@ -14,6 +14,7 @@ import pytest
 from airflow_provider_xcompliance.exceptions import InvalidIdsError
 from airflow_provider_xcompliance.ids import (
     IdCounts,
+    PreparedIds,
     expand_sources,
     iter_id_batches,
     normalise_id,
@@ -491,3 +492,13 @@ def test_chunk_files_of_an_earlier_call_are_replaced(tmp_path: Path) -> None:
 def test_max_ids_per_job_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_ids_per_job"):
         prepare_ids(write_text(tmp_path / "ids.txt", "1\n"), tmp_path / "out", max_ids_per_job=0)
+
+
+def test_prepared_ids_survive_a_manifest_round_trip(tmp_path: Path) -> None:
+    source = write_text(tmp_path / "ids.txt", "1\n2\nx\n3\n")
+    prepared = prepare_ids(source, tmp_path / "out", on_invalid="skip", max_ids_per_job=2)
+    manifest = tmp_path / "out" / "manifest.json"
+
+    prepared.save(manifest)
+
+    assert PreparedIds.load(manifest) == prepared
