@@ -67,6 +67,7 @@ from urllib.parse import quote, unquote, urlparse
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
@@ -121,6 +122,23 @@ _PARSE_OPTIONS = pj.ParseOptions(
 _JSON_STRING = r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"'
 _MEMBER = rf"{_JSON_STRING}[ \t]*:[ \t]*(?:{_JSON_STRING}|null)"
 _FLAT_OBJECT = rf"^[ \t]*\{{[ \t]*(?:{_MEMBER}[ \t]*(?:,[ \t]*{_MEMBER}[ \t]*)*)?\}}[ \t\r]*\n$"
+# The exact line the API writes, keys in this order: `{"id":"…","action":"…",…,"reason":"…"}`. Split
+# at its four commas, every field is a fixed prefix, a plain string value and a fixed suffix.
+_API_SHAPE = (
+    ('{"id":"', '"'),
+    ('"action":"', '"'),
+    ('"created_at":"', '"'),
+    ('"redacted_at":"', '"'),
+    ('"reason":"', '"}'),
+)
+_API_SHAPE_CSV = pcsv.ParseOptions(
+    delimiter=",", quote_char=False, double_quote=False, escape_char=False, ignore_empty_lines=False
+)
+_API_SHAPE_TYPES = pcsv.ConvertOptions(
+    column_types=[(f"f{i}", pa.binary()) for i in range(len(_API_SHAPE))],
+    strings_can_be_null=False,
+    quoted_strings_can_be_null=False,
+)
 _CASTABLE_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 _TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?$"
 
@@ -332,7 +350,8 @@ def _array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
 def _read_json(data: bytes | pa.Buffer) -> pa.Table:
     options = pj.ReadOptions(use_threads=False, block_size=max(len(data), 1 << 16) + 1)
     table = pj.read_json(pa.BufferReader(data), read_options=options, parse_options=_PARSE_OPTIONS)
-    table.validate(full=True)  # the reader lets invalid UTF-8 through; this raises ArrowInvalid instead
+    if not (isinstance(data, bytes) and data.isascii()):  # ASCII is valid UTF-8: nothing to check
+        table.validate(full=True)  # the reader lets invalid UTF-8 through; this raises ArrowInvalid instead
     return table
 
 
@@ -475,24 +494,117 @@ def _parse_one(value: str | None) -> datetime | None:
         return None
 
 
-def _convert_block(block: bytes, id_type: IdType, buckets: int) -> _Block:
-    """Parse, validate and bucket one block of whole lines (worker thread; pyarrow releases the GIL)."""
+def _lines_array(block: bytes | pa.Buffer, offsets: np.ndarray) -> pa.BinaryArray:
+    """The block's lines (newline included) as one binary array over the block's own bytes: no copy."""
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(block)]
+    return pa.BinaryArray.from_buffers(pa.binary(), len(offsets) - 1, buffers)
+
+
+def _joined(lines: pa.ChunkedArray | pa.Array) -> tuple[pa.Buffer, np.ndarray]:
+    """The bytes and line offsets (from 0) of a (filtered) line array: a block of just those lines."""
+    lines = _array(lines)
+    offsets = np.frombuffer(lines.buffers()[1], np.int32, len(lines) + 1, lines.offset * 4)
+    return lines.buffers()[2][int(offsets[0]) : int(offsets[-1])], offsets - offsets[0]
+
+
+def _api_shape_candidates(block: bytes, data: np.ndarray, newlines: np.ndarray) -> np.ndarray | None:
+    """Lines with exactly four commas, in a block of printable ASCII with no escapes; None: no fast path.
+
+    Cheap to find (one byte scan each) and what _parse_api_shape needs: no escapes means every quote is a
+    string delimiter and no value needs decoding; printable ASCII means no UTF-8 or control bytes to judge.
+    """
+    if not block.isascii() or b"\\" in block or np.count_nonzero(data < 32) != len(newlines):
+        return None
+    commas = np.flatnonzero(data == ord(","))
+    return np.diff(np.searchsorted(commas, newlines), prepend=0) == len(_API_SHAPE) - 1
+
+
+def _parse_api_shape(lines: pa.BinaryArray) -> tuple[pa.Table, np.ndarray]:
+    """Rows of the candidate lines that have the API's exact shape, and a mask of those lines.
+
+    Why: pyarrow's JSON reader is the converter's biggest cost; the lines the API writes all have one shape,
+    which a comma-delimited CSV read (several times cheaper) splits into fields, each checked against its
+    fixed prefix and suffix. A line passes only if those bytes match and its values hold no quote: then the
+    line is valid JSON with exactly these keys and string values, parsing to the same row. Other lines
+    (other key orders, whitespace, no ``redacted_at``, bad lines) take the general path.
+    """
+    data, _ = _joined(lines)
+    read = pcsv.ReadOptions(autogenerate_column_names=True, use_threads=False, block_size=data.size + 1)
+    fields = pcsv.read_csv(
+        pa.BufferReader(data),
+        read_options=read,
+        parse_options=_API_SHAPE_CSV,
+        convert_options=_API_SHAPE_TYPES,
+    )
+    if fields.num_rows != len(lines):  # cannot happen for lines with four commas; never guess
+        return _JSON_SCHEMA.empty_table(), np.zeros(len(lines), bool)
+    shaped = pa.array(np.ones(len(lines), bool))
+    for field, (prefix, suffix) in zip(fields.columns, _API_SHAPE, strict=True):
+        shaped = pc.and_(shaped, pc.greater_equal(pc.binary_length(field), len(prefix) + len(suffix)))
+        shaped = pc.and_(shaped, pc.and_(pc.starts_with(field, prefix), pc.ends_with(field, suffix)))
+    values = [
+        pc.binary_slice(field.filter(shaped), len(prefix), -len(suffix))
+        for field, (prefix, suffix) in zip(fields.columns, _API_SHAPE, strict=True)
+    ]
+    ok = shaped.to_numpy(zero_copy_only=False)
+    quoted = [_array(value) for value in values if (np.frombuffer(_joined(value)[0], np.uint8) == 34).any()]
+    if quoted:  # a stray quote inside a value: those lines are not valid JSON of this shape
+        stray = np.zeros(int(ok.sum()), bool)
+        for value in quoted:
+            stray |= pc.greater_equal(pc.find_substring(value, '"'), 0).to_numpy(zero_copy_only=False)
+        ok[np.flatnonzero(ok)[stray]] = False
+        values = [value.filter(pa.array(~stray)) for value in values]
+    table = pa.Table.from_arrays([value.cast(pa.string()) for value in values], schema=_JSON_SCHEMA)
+    return table, ok
+
+
+def _parse_general(
+    block: bytes, offsets: np.ndarray
+) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]], int]:
+    """Any lines: rows, their line indexes, rejected lines and the blank count (pyarrow's JSON reader)."""
     data = np.frombuffer(block, np.uint8)
-    newlines = np.flatnonzero(data == 10)
-    count = len(newlines)
-    table = None
-    if data[0] == ord("{") and (data[newlines[:-1] + 1] == ord("{")).all():  # every line starts an object
+    count = len(offsets) - 1
+    if data[0] == ord("{") and (data[offsets[1:-1]] == ord("{")).all():  # every line starts an object
         try:
             table = _read_json(block)
         except (pa.ArrowInvalid, UnicodeDecodeError):
             table = None
-        if table is not None and table.num_rows != count:
-            table = None  # two objects on one line: only the slow path can tell which line
+        if table is not None and table.num_rows == count:  # else two objects on one line: find which
+            return table, np.arange(count), [], 0
+    return _parse_lines(block, offsets)
+
+
+def _parse_block(
+    block: bytes, offsets: np.ndarray
+) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]], int]:
+    """Rows, their line indexes (ascending), rejected lines and blank count: API-shaped lines fast, the rest
+    through :func:`_parse_general`."""
+    data = np.frombuffer(block, np.uint8)
+    candidates = _api_shape_candidates(block, data, offsets[1:] - 1)
+    if candidates is None or not candidates.any():
+        return _parse_general(block, offsets)
+    lines = _lines_array(block, offsets)
+    fast_rows, shaped = _parse_api_shape(lines.filter(pa.array(candidates)))
+    fast_lines = np.flatnonzero(candidates)[shaped]
+    rest = np.ones(len(lines), bool)
+    rest[fast_lines] = False
+    if not rest.any():
+        return fast_rows, fast_lines, [], 0
+    rest_lines = np.flatnonzero(rest)
+    rest_data, rest_offsets = _joined(lines.filter(pa.array(rest)))
+    rows, row_lines, rejects, blank = _parse_general(rest_data.to_pybytes(), rest_offsets)
+    row_lines = np.concatenate([fast_lines, rest_lines[row_lines]])
+    order = np.argsort(row_lines, kind="stable")
+    table = pa.concat_tables([fast_rows, rows]).take(pa.array(order))
+    return table, row_lines[order], [(int(rest_lines[i]), reason) for i, reason in rejects], blank
+
+
+def _convert_block(block: bytes, id_type: IdType, buckets: int) -> _Block:
+    """Parse, validate and bucket one block of whole lines (worker thread; pyarrow releases the GIL)."""
+    newlines = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
+    count = len(newlines)
     offsets = _line_offsets(newlines)
-    if table is None:
-        table, row_lines, line_rejects, blank = _parse_lines(block, offsets)
-    else:
-        row_lines, line_rejects, blank = np.arange(count), [], 0
+    table, row_lines, line_rejects, blank = _parse_block(block, offsets)
 
     rows, row_rejects = _validate(table.combine_chunks(), id_type)
     found = sorted([*line_rejects, *((int(row_lines[row]), reason) for row, reason in row_rejects)])

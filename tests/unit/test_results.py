@@ -452,3 +452,65 @@ def test_signed_url_queries_never_reach_the_rejects_or_summary(tmp_path: Path) -
     assert summary.sources == ("https://storage.example/results.jsonl",)
     assert summary.rows_written == 1
     assert "secret" not in (tmp_path / "out" / REJECTS_FILE).read_text()
+
+
+# --- The fast path for the API's own line shape ----------------------------------------------------------
+
+
+def api_line(
+    id: str = "1265324480517361664", reason: str = "deleted", redacted_at: str = "2020-07-29T17:02:47.000Z"
+) -> str:
+    """A line exactly as the API writes it: keys in its order, no spaces (the shape the fast path takes)."""
+    return (
+        f'{{"id":"{id}","action":"delete","created_at":"2019-10-29T17:02:47.000Z",'
+        f'"redacted_at":"{redacted_at}","reason":"{reason}"}}'
+    )
+
+
+MIXED_BLOCK = [
+    api_line("1"),
+    line(id="2"),  # other key order: general path
+    api_line("3").replace('"id":"3"', '"ix":"3"'),  # the shape, but not its keys
+    api_line("4", reason='del"eted'),  # the shape, but a stray quote in a value
+    "",
+    api_line("x5"),  # the shape, a value the validation refuses
+    api_line("6"),
+    '{"id":"7"',  # truncated
+    api_line("8", redacted_at="2020-13-29T17:02:47.000Z"),
+    api_line("9"),
+]
+
+
+def test_api_shaped_and_odd_lines_in_one_block_keep_exact_line_numbers(tmp_path: Path) -> None:
+    summary = convert(tmp_path, *MIXED_BLOCK)
+
+    assert table(tmp_path)["id"].to_pylist() == [1, 2, 6, 9]
+    assert [(r["line"], r["reason"]) for r in rejects(tmp_path)] == [
+        (3, "missing_id"),
+        (4, "malformed_json"),
+        (6, "invalid_id"),
+        (8, "malformed_json"),
+        (9, "invalid_redacted_at"),
+    ]
+    assert summary.reconciled
+
+
+def test_fast_path_writes_what_the_general_path_writes(tmp_path: Path, monkeypatch) -> None:
+    lines = [*MIXED_BLOCK, api_line("10", redacted_at=""), api_line("11", reason="")]
+    (tmp_path / "fast").mkdir()
+    (tmp_path / "general").mkdir()
+    fast = convert(tmp_path / "fast", *lines)
+    monkeypatch.setattr(results, "_api_shape_candidates", lambda *args: None)
+    general = convert(tmp_path / "general", *lines)
+
+    assert table(tmp_path / "fast").equals(table(tmp_path / "general"))
+    assert [{**r, "source": ""} for r in rejects(tmp_path / "fast")] == [
+        {**r, "source": ""} for r in rejects(tmp_path / "general")
+    ]
+    assert fast.rejects_by_reason == general.rejects_by_reason
+
+
+def test_first_occurrence_wins_between_fast_and_general_lines_of_one_block(tmp_path: Path) -> None:
+    convert(tmp_path, line(id="1", reason="protected"), api_line("1", reason="deleted"))
+
+    assert table(tmp_path).to_pylist()[0]["reason"] == "protected"
