@@ -105,7 +105,7 @@ _BLOCK_BYTES = 4 << 20
 _BUCKET_BYTES = 128 << 20
 _MAX_BUCKETS = 256
 _DEFAULT_BUCKETS = 64  # when the input size is unknown (a source that cannot be stat'ed)
-_ROW_GROUP_ROWS = 1 << 19
+_ROW_GROUP_ROWS = 1 << 18  # ~10 MiB of rows buffered per table; DuckDB writes 122,880-row groups
 _RAW_LIMIT = 1000
 _INT64_MAX = "9223372036854775807"
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: snowflake low bits are not uniform
@@ -122,20 +122,27 @@ _PARSE_OPTIONS = pj.ParseOptions(
 _JSON_STRING = r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"'
 _MEMBER = rf"{_JSON_STRING}[ \t]*:[ \t]*(?:{_JSON_STRING}|null)"
 _FLAT_OBJECT = rf"^[ \t]*\{{[ \t]*(?:{_MEMBER}[ \t]*(?:,[ \t]*{_MEMBER}[ \t]*)*)?\}}[ \t\r]*\n$"
-# The exact line the API writes, keys in this order: `{"id":"…","action":"…",…,"reason":"…"}`. Split
-# at its four commas, every field is a fixed prefix, a plain string value and a fixed suffix.
-_API_SHAPE = (
-    ('{"id":"', '"'),
-    ('"action":"', '"'),
-    ('"created_at":"', '"'),
-    ('"redacted_at":"', '"'),
-    ('"reason":"', '"}'),
-)
+# The exact lines the API writes, keys in this order: `{"id":"…","action":"…",…,"reason":"…"}`, with or
+# without `redacted_at`. Split at its commas, every field is a fixed prefix, a plain string value and a fixed
+# suffix. Keyed by the line's comma count, which picks the shape a line can have.
+_API_SHAPES: dict[int, tuple[tuple[str, str, str], ...]] = {
+    len(fields) - 1: fields
+    for fields in (
+        (
+            ("id", '{"id":"', '"'),
+            ("action", '"action":"', '"'),
+            ("created_at", '"created_at":"', '"'),
+            *extra,
+            ("reason", '"reason":"', '"}'),
+        )
+        for extra in ([("redacted_at", '"redacted_at":"', '"')], [])
+    )
+}
 _API_SHAPE_CSV = pcsv.ParseOptions(
     delimiter=",", quote_char=False, double_quote=False, escape_char=False, ignore_empty_lines=False
 )
 _API_SHAPE_TYPES = pcsv.ConvertOptions(
-    column_types=[(f"f{i}", pa.binary()) for i in range(len(_API_SHAPE))],
+    column_types=[(f"f{i}", pa.binary()) for i in range(max(_API_SHAPES) + 1)],
     strings_can_be_null=False,
     quoted_strings_can_be_null=False,
 )
@@ -507,8 +514,8 @@ def _joined(lines: pa.ChunkedArray | pa.Array) -> tuple[pa.Buffer, np.ndarray]:
     return lines.buffers()[2][int(offsets[0]) : int(offsets[-1])], offsets - offsets[0]
 
 
-def _api_shape_candidates(block: bytes, data: np.ndarray, newlines: np.ndarray) -> np.ndarray | None:
-    """Lines with exactly four commas, in a block of printable ASCII with no escapes; None: no fast path.
+def _comma_counts(block: bytes, data: np.ndarray, newlines: np.ndarray) -> np.ndarray | None:
+    """Commas per line, in a block of printable ASCII with no escapes; None: no fast path for this block.
 
     Cheap to find (one byte scan each) and what _parse_api_shape needs: no escapes means every quote is a
     string delimiter and no value needs decoding; printable ASCII means no UTF-8 or control bytes to judge.
@@ -516,17 +523,19 @@ def _api_shape_candidates(block: bytes, data: np.ndarray, newlines: np.ndarray) 
     if not block.isascii() or b"\\" in block or np.count_nonzero(data < 32) != len(newlines):
         return None
     commas = np.flatnonzero(data == ord(","))
-    return np.diff(np.searchsorted(commas, newlines), prepend=0) == len(_API_SHAPE) - 1
+    return np.diff(np.searchsorted(commas, newlines), prepend=0)
 
 
-def _parse_api_shape(lines: pa.BinaryArray) -> tuple[pa.Table, np.ndarray]:
-    """Rows of the candidate lines that have the API's exact shape, and a mask of those lines.
+def _parse_api_shape(
+    lines: pa.BinaryArray, shape: tuple[tuple[str, str, str], ...]
+) -> tuple[pa.Table, np.ndarray]:
+    """Rows of the candidate lines that have this exact API shape, and a mask of those lines.
 
     Why: pyarrow's JSON reader is the converter's biggest cost; the lines the API writes all have one shape,
     which a comma-delimited CSV read (several times cheaper) splits into fields, each checked against its
     fixed prefix and suffix. A line passes only if those bytes match and its values hold no quote: then the
     line is valid JSON with exactly these keys and string values, parsing to the same row. Other lines
-    (other key orders, whitespace, no ``redacted_at``, bad lines) take the general path.
+    (other key orders, whitespace, bad lines) take the general path.
     """
     data, _ = _joined(lines)
     read = pcsv.ReadOptions(autogenerate_column_names=True, use_threads=False, block_size=data.size + 1)
@@ -536,15 +545,15 @@ def _parse_api_shape(lines: pa.BinaryArray) -> tuple[pa.Table, np.ndarray]:
         parse_options=_API_SHAPE_CSV,
         convert_options=_API_SHAPE_TYPES,
     )
-    if fields.num_rows != len(lines):  # cannot happen for lines with four commas; never guess
+    if fields.num_rows != len(lines):  # cannot happen: every line has the shape's commas; never guess
         return _JSON_SCHEMA.empty_table(), np.zeros(len(lines), bool)
     shaped = pa.array(np.ones(len(lines), bool))
-    for field, (prefix, suffix) in zip(fields.columns, _API_SHAPE, strict=True):
+    for field, (_, prefix, suffix) in zip(fields.columns, shape, strict=True):
         shaped = pc.and_(shaped, pc.greater_equal(pc.binary_length(field), len(prefix) + len(suffix)))
         shaped = pc.and_(shaped, pc.and_(pc.starts_with(field, prefix), pc.ends_with(field, suffix)))
     values = [
         pc.binary_slice(field.filter(shaped), len(prefix), -len(suffix))
-        for field, (prefix, suffix) in zip(fields.columns, _API_SHAPE, strict=True)
+        for field, (_, prefix, suffix) in zip(fields.columns, shape, strict=True)
     ]
     ok = shaped.to_numpy(zero_copy_only=False)
     quoted = [_array(value) for value in values if (np.frombuffer(_joined(value)[0], np.uint8) == 34).any()]
@@ -554,8 +563,10 @@ def _parse_api_shape(lines: pa.BinaryArray) -> tuple[pa.Table, np.ndarray]:
             stray |= pc.greater_equal(pc.find_substring(value, '"'), 0).to_numpy(zero_copy_only=False)
         ok[np.flatnonzero(ok)[stray]] = False
         values = [value.filter(pa.array(~stray)) for value in values]
-    table = pa.Table.from_arrays([value.cast(pa.string()) for value in values], schema=_JSON_SCHEMA)
-    return table, ok
+    found = {name: value.cast(pa.string()) for (name, _, _), value in zip(shape, values, strict=True)}
+    size = int(ok.sum())
+    columns = [found[name] if name in found else pa.nulls(size, pa.string()) for name in _TEXT_FIELDS]
+    return pa.Table.from_arrays(columns, schema=_JSON_SCHEMA), ok
 
 
 def _parse_general(
@@ -577,26 +588,34 @@ def _parse_general(
 def _parse_block(
     block: bytes, offsets: np.ndarray
 ) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]], int]:
-    """Rows, their line indexes (ascending), rejected lines and blank count: API-shaped lines fast, the rest
-    through :func:`_parse_general`."""
-    data = np.frombuffer(block, np.uint8)
-    candidates = _api_shape_candidates(block, data, offsets[1:] - 1)
-    if candidates is None or not candidates.any():
+    """Rows, their line indexes, rejected lines and blank count: API-shaped lines fast, the rest through
+    :func:`_parse_general`. Rows come grouped by path, not in line order: :func:`_partition` restores that
+    order in the sort it does anyway, which is cheaper than a reordering copy here.
+    """
+    commas = _comma_counts(block, np.frombuffer(block, np.uint8), offsets[1:] - 1)
+    if commas is None:
         return _parse_general(block, offsets)
     lines = _lines_array(block, offsets)
-    fast_rows, shaped = _parse_api_shape(lines.filter(pa.array(candidates)))
-    fast_lines = np.flatnonzero(candidates)[shaped]
+    parts: list[pa.Table] = []
+    part_lines: list[np.ndarray] = []
     rest = np.ones(len(lines), bool)
-    rest[fast_lines] = False
-    if not rest.any():
-        return fast_rows, fast_lines, [], 0
-    rest_lines = np.flatnonzero(rest)
-    rest_data, rest_offsets = _joined(lines.filter(pa.array(rest)))
-    rows, row_lines, rejects, blank = _parse_general(rest_data.to_pybytes(), rest_offsets)
-    row_lines = np.concatenate([fast_lines, rest_lines[row_lines]])
-    order = np.argsort(row_lines, kind="stable")
-    table = pa.concat_tables([fast_rows, rows]).take(pa.array(order))
-    return table, row_lines[order], [(int(rest_lines[i]), reason) for i, reason in rejects], blank
+    for count, shape in _API_SHAPES.items():
+        candidates = np.flatnonzero(commas == count)
+        if len(candidates):
+            rows, shaped = _parse_api_shape(lines.take(pa.array(candidates)), shape)
+            parts.append(rows)
+            part_lines.append(candidates[shaped])
+            rest[part_lines[-1]] = False
+    rejects: list[tuple[int, str]] = []
+    blank = 0
+    if rest.any():
+        rest_lines = np.flatnonzero(rest)
+        rest_data, rest_offsets = _joined(lines.filter(pa.array(rest)))
+        rows, row_lines, rejects, blank = _parse_general(rest_data.to_pybytes(), rest_offsets)
+        parts.append(rows)
+        part_lines.append(rest_lines[row_lines])
+        rejects = [(int(rest_lines[i]), reason) for i, reason in rejects]
+    return pa.concat_tables(parts), np.concatenate(part_lines), rejects, blank
 
 
 def _convert_block(block: bytes, id_type: IdType, buckets: int) -> _Block:
@@ -611,7 +630,7 @@ def _convert_block(block: bytes, id_type: IdType, buckets: int) -> _Block:
     rejects = [
         (index, _reject_record(reason, block[offsets[index] : offsets[index + 1]])) for index, reason in found
     ]
-    rows, counts = _partition(rows, buckets)
+    rows, counts = _partition(rows, np.delete(row_lines, [row for row, _ in row_rejects]), buckets)
     return _Block(rows, counts, rejects, Counter(reason for _, reason in found), count, blank)
 
 
@@ -627,7 +646,8 @@ def _validate(table: pa.Table, id_type: IdType) -> tuple[pa.Table, list[tuple[in
     ids, action = _array(table["id"]), _array(table["action"])
     created, created_bad = _parse_timestamps(_array(table["created_at"]))
     redacted, redacted_bad = _parse_timestamps(_array(table["redacted_at"]))
-    digits = pc.fill_null(pc.match_substring_regex(ids, r"^[0-9]{1,19}$"), False)
+    # ascii_is_decimal is false for "" and several times cheaper than a regex
+    digits = pc.fill_null(pc.and_(pc.ascii_is_decimal(ids), pc.less_equal(pc.binary_length(ids), 19)), False)
     if id_type == "int64":
         too_big = pc.and_(pc.equal(pc.binary_length(ids), 19), pc.greater(ids, _INT64_MAX))
         digits = pc.and_(digits, pc.invert(pc.fill_null(too_big, False)))
@@ -662,8 +682,8 @@ def _validate(table: pa.Table, id_type: IdType) -> tuple[pa.Table, list[tuple[in
     return rows, rejects
 
 
-def _partition(rows: pa.Table, buckets: int) -> tuple[pa.Table, np.ndarray]:
-    """Order rows by (action, hash bucket of id); stable, so first occurrences stay first."""
+def _partition(rows: pa.Table, lines: np.ndarray, buckets: int) -> tuple[pa.Table, np.ndarray]:
+    """Order rows by (action, hash bucket of id, line): first occurrences stay first in each bucket."""
     action = _array(rows["action"])
     actions = len(action.dictionary)
     key = action.indices.to_numpy().astype(np.int64) * buckets
@@ -673,8 +693,9 @@ def _partition(rows: pa.Table, buckets: int) -> tuple[pa.Table, np.ndarray]:
         shift = np.uint64(64 - buckets.bit_length() + 1)
         key += ((hashes.astype(np.uint64) * _HASH_MULTIPLIER) >> shift).astype(np.int64)
     counts = np.bincount(key, minlength=actions * buckets).reshape(actions, buckets)
-    if rows.num_rows and (key[1:] < key[:-1]).any():
-        rows = rows.take(pa.array(np.argsort(key, kind="stable")))
+    order = np.lexsort((lines, key))
+    if (order[1:] < order[:-1]).any():
+        rows = rows.take(pa.array(order))
     return rows, counts
 
 

@@ -458,12 +458,16 @@ def test_signed_url_queries_never_reach_the_rejects_or_summary(tmp_path: Path) -
 
 
 def api_line(
-    id: str = "1265324480517361664", reason: str = "deleted", redacted_at: str = "2020-07-29T17:02:47.000Z"
+    id: str = "1265324480517361664",
+    reason: str = "deleted",
+    redacted_at: str | None = "2020-07-29T17:02:47.000Z",
 ) -> str:
-    """A line exactly as the API writes it: keys in its order, no spaces (the shape the fast path takes)."""
+    """A line exactly as the API writes it: keys in its order, no spaces (the shapes the fast path takes);
+    ``redacted_at=None`` leaves the key out, as the API does."""
+    redacted = "" if redacted_at is None else f'"redacted_at":"{redacted_at}",'
     return (
         f'{{"id":"{id}","action":"delete","created_at":"2019-10-29T17:02:47.000Z",'
-        f'"redacted_at":"{redacted_at}","reason":"{reason}"}}'
+        f'{redacted}"reason":"{reason}"}}'
     )
 
 
@@ -478,13 +482,14 @@ MIXED_BLOCK = [
     '{"id":"7"',  # truncated
     api_line("8", redacted_at="2020-13-29T17:02:47.000Z"),
     api_line("9"),
+    api_line("10", redacted_at=None),
 ]
 
 
 def test_api_shaped_and_odd_lines_in_one_block_keep_exact_line_numbers(tmp_path: Path) -> None:
     summary = convert(tmp_path, *MIXED_BLOCK)
 
-    assert table(tmp_path)["id"].to_pylist() == [1, 2, 6, 9]
+    assert table(tmp_path)["id"].to_pylist() == [1, 2, 6, 9, 10]
     assert [(r["line"], r["reason"]) for r in rejects(tmp_path)] == [
         (3, "missing_id"),
         (4, "malformed_json"),
@@ -496,11 +501,11 @@ def test_api_shaped_and_odd_lines_in_one_block_keep_exact_line_numbers(tmp_path:
 
 
 def test_fast_path_writes_what_the_general_path_writes(tmp_path: Path, monkeypatch) -> None:
-    lines = [*MIXED_BLOCK, api_line("10", redacted_at=""), api_line("11", reason="")]
+    lines = [*MIXED_BLOCK, api_line("11", redacted_at=""), api_line("12", reason="")]
     (tmp_path / "fast").mkdir()
     (tmp_path / "general").mkdir()
     fast = convert(tmp_path / "fast", *lines)
-    monkeypatch.setattr(results, "_api_shape_candidates", lambda *args: None)
+    monkeypatch.setattr(results, "_comma_counts", lambda *args: None)
     general = convert(tmp_path / "general", *lines)
 
     assert table(tmp_path / "fast").equals(table(tmp_path / "general"))
@@ -508,6 +513,18 @@ def test_fast_path_writes_what_the_general_path_writes(tmp_path: Path, monkeypat
         {**r, "source": ""} for r in rejects(tmp_path / "general")
     ]
     assert fast.rejects_by_reason == general.rejects_by_reason
+
+
+def test_first_occurrence_wins_between_the_two_api_shapes_of_one_block(tmp_path: Path) -> None:
+    convert(tmp_path, api_line("1", reason="protected", redacted_at=None), api_line("1", reason="deleted"))
+
+    assert table(tmp_path).to_pylist()[0]["reason"] == "protected"
+
+
+def test_api_line_without_redacted_at_has_a_null_redacted_at(tmp_path: Path) -> None:
+    convert(tmp_path, api_line("1", redacted_at=None))
+
+    assert table(tmp_path).to_pylist()[0]["redacted_at"] is None
 
 
 def test_first_occurrence_wins_between_fast_and_general_lines_of_one_block(tmp_path: Path) -> None:
