@@ -551,11 +551,12 @@ def _parse_api_shape(
     for field, (_, prefix, suffix) in zip(fields.columns, shape, strict=True):
         shaped = pc.and_(shaped, pc.greater_equal(pc.binary_length(field), len(prefix) + len(suffix)))
         shaped = pc.and_(shaped, pc.and_(pc.starts_with(field, prefix), pc.ends_with(field, suffix)))
-    values = [
-        pc.binary_slice(field.filter(shaped), len(prefix), -len(suffix))
-        for field, (_, prefix, suffix) in zip(fields.columns, shape, strict=True)
-    ]
     ok = shaped.to_numpy(zero_copy_only=False)
+    kept = fields if ok.all() else fields.filter(shaped)  # all shaped, the common case: no copy
+    values = [
+        pc.binary_slice(_array(field), len(prefix), -len(suffix))
+        for field, (_, prefix, suffix) in zip(kept.columns, shape, strict=True)
+    ]
     quoted = [_array(value) for value in values if (np.frombuffer(_joined(value)[0], np.uint8) == 34).any()]
     if quoted:  # a stray quote inside a value: those lines are not valid JSON of this shape
         stray = np.zeros(int(ok.sum()), bool)
@@ -563,7 +564,8 @@ def _parse_api_shape(
             stray |= pc.greater_equal(pc.find_substring(value, '"'), 0).to_numpy(zero_copy_only=False)
         ok[np.flatnonzero(ok)[stray]] = False
         values = [value.filter(pa.array(~stray)) for value in values]
-    found = {name: value.cast(pa.string()) for (name, _, _), value in zip(shape, values, strict=True)}
+    # the block is ASCII (see _comma_counts): valid UTF-8 as it is, so a view, not a validating cast
+    found = {name: value.view(pa.string()) for (name, _, _), value in zip(shape, values, strict=True)}
     size = int(ok.sum())
     columns = [found[name] if name in found else pa.nulls(size, pa.string()) for name in _TEXT_FIELDS]
     return pa.Table.from_arrays(columns, schema=_JSON_SCHEMA), ok
