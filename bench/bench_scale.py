@@ -29,6 +29,7 @@ from typing import Any
 from common import (
     DATA,
     TOKEN,
+    LoadLog,
     PeakSampler,
     conn_env,
     directory_bytes,
@@ -178,7 +179,11 @@ def main() -> None:
     parquet = generate_parquet(DATA / f"ids-{args.ids}.parquet", args.ids)
     config = EmulatorConfig(token=TOKEN, processing_seconds=0.0, rate_limit_count=10**9)
     runs: dict[str, list[dict[str, Any]]] = {"floor": [], "run": []}
-    with run_emulator(config, subprocess=True) as emu, conn_env(emu.base_url) as env:
+    with (
+        LoadLog() as load,
+        run_emulator(config, subprocess=True) as emu,
+        conn_env(emu.base_url) as env,
+    ):
         pid = emulator_pid()
         for _ in range(args.runs):
             for kind in runs:
@@ -221,7 +226,12 @@ def main() -> None:
     print("\n".join(notes))
     command = f"python bench/bench_scale.py --ids {args.ids} --chunk {args.chunk} --runs {args.runs}"
     write_report(
-        f"scale-{args.ids}", command, text, notes, {"runs": runs, "emulator_peak_rss_mib": emulator_peak}
+        f"scale-{args.ids}",
+        command,
+        text,
+        notes,
+        {"runs": runs, "emulator_peak_rss_mib": emulator_peak},
+        load,
     )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -28,6 +29,7 @@ from typing import Any
 from common import (
     DATA,
     TOKEN,
+    LoadLog,
     conn_env,
     emulator_pid,
     generate_text_ids,
@@ -87,7 +89,11 @@ def curl_run(path: Path) -> dict[str, Any]:
         subprocess.run(["curl", "-sS", "--fail", "-o", str(out), done.download_url], check=True)
         download = time.perf_counter() - start
         size = out.stat().st_size
-    return {"upload_s": upload, "download_s": download, "down_bytes": size}
+        start = time.perf_counter()
+        with out.open("rb") as written:  # the hook fsyncs before its atomic rename; curl does not
+            os.fsync(written.fileno())
+        fsync = time.perf_counter() - start
+    return {"upload_s": upload, "download_s": download, "down_bytes": size, "fsync_s": fsync}
 
 
 def measure_size(path: Path, runs: int, env: dict[str, str], emu_pid: int) -> dict[str, Any]:
@@ -120,6 +126,8 @@ def summarise(size: dict[str, Any]) -> dict[str, dict[str, float]]:
             "rss_before_mib": median(r.get("rss_before_mib", 0.0) for r in runs),
             "peak_rss_mib": max(r.get("peak_rss_mib", 0.0) for r in runs),
         }
+    curl = summary["curl"]
+    curl["download_fsync_s"] = median(r["download_s"] + r["fsync_s"] for r in size["runs"]["curl"])
     return summary
 
 
@@ -154,6 +162,12 @@ def table(sizes: dict[int, dict[str, Any]]) -> str:
             rows.append(
                 f"  {kind:22}" + "".join(f"{v:11.2f}" for v in values) + "".join(f"{v:11.0f}" for v in rss)
             )
+        durable = s["curl"]["download_fsync_s"]
+        rows.append(
+            f"  curl download + fsync {durable:.2f} s (the hook fsyncs before its rename); hook download "
+            + ", ".join(f"{kind} {s[kind]['download_s'] / durable:.2f}x" for kind in s if kind != "curl")
+            + " of that"
+        )
     return "\n".join(rows)
 
 
@@ -179,7 +193,11 @@ def main() -> None:
     paths = {lines: generate_text_ids(DATA / f"ids-{lines}.txt", lines) for lines in args.lines}
     config = EmulatorConfig(token=TOKEN, processing_seconds=0.0, rate_limit_count=10**9)
     sizes: dict[int, dict[str, Any]] = {}
-    with run_emulator(config, subprocess=True) as emu, conn_env(emu.base_url) as env:
+    with (
+        LoadLog() as load,
+        run_emulator(config, subprocess=True) as emu,
+        conn_env(emu.base_url) as env,
+    ):
         pid = emulator_pid()
         emulator_start = memory_mib("VmRSS", pid)
         for lines, path in paths.items():
@@ -214,7 +232,7 @@ def main() -> None:
         ["--lines", *map(str, args.lines), "--runs", str(args.runs)]
     )
     raw = {"emulator_start_rss_mib": emulator_start, "sizes": {str(k): v for k, v in sizes.items()}}
-    write_report(name, command, text, notes, raw)
+    write_report(name, command, text, notes, raw, load)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,57 @@ class PeakSampler:
             self.peak = max(self.peak, float(self._sample()))
 
 
+def load_average() -> float:
+    """The 1-minute load average (``uptime``'s first figure)."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def other_benchmarks() -> set[str]:
+    """Benchmark scripts other processes are running now (not this process or its children)."""
+    mine = {os.getpid(), os.getppid()}
+    seen = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) in mine:
+            continue
+        with contextlib.suppress(OSError):
+            args = proc.joinpath("cmdline").read_bytes().split(b"\0")
+            if "--child" in map(bytes.decode, args):
+                continue
+            seen.update(Path(a.decode()).name for a in args if a.endswith(b".py") and b"bench_" in a)
+    return seen - {Path(sys.argv[0]).name}
+
+
+class LoadLog:
+    """Samples the load average and which other benchmarks run, so a report says how busy the machine was."""
+
+    def __init__(self, interval: float = 5.0) -> None:
+        self.interval = interval
+        self.loads: list[float] = []
+        self.others: set[str] = set()
+        self._sampler = PeakSampler(self._sample, interval)
+
+    def _sample(self) -> float:
+        self.loads.append(load_average())
+        self.others |= other_benchmarks()
+        return self.loads[-1]
+
+    def __enter__(self) -> LoadLog:
+        self._sampler.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sampler.__exit__(*exc)
+
+    def summary(self) -> str:
+        loads = self.loads or [load_average()]
+        others = ", ".join(sorted(self.others)) or "none"
+        return (
+            f"1-min load average during the run (every {self.interval:.0f} s): min {min(loads):.2f}, "
+            f"median {median(loads):.2f}, max {max(loads):.2f} on {os.cpu_count()} cores; "
+            f"other benchmarks seen running: {others}"
+        )
+
+
 def machine() -> dict[str, str]:
     """What a reader needs to compare figures: cores, memory, CPU, Python and library versions."""
     models = [
@@ -138,10 +189,12 @@ def machine() -> dict[str, str]:
     }
 
 
-def write_report(name: str, command: str, table: str, notes: Sequence[str], raw: dict[str, Any]) -> Path:
-    """``bench/results/<name>.md`` (command, machine, table, notes) and ``<name>.raw.json`` (every run)."""
+def write_report(
+    name: str, command: str, table: str, notes: Sequence[str], raw: dict[str, Any], load: LoadLog
+) -> Path:
+    """``bench/results/<name>.md`` (command, machine, load, table, notes) and ``<name>.raw.json``."""
     RESULTS.mkdir(exist_ok=True)
-    facts = machine()
+    facts = {**machine(), "load": load.summary()}
     free = facts.pop("free -g")
     lines = [
         f"# {name}",
@@ -149,7 +202,7 @@ def write_report(name: str, command: str, table: str, notes: Sequence[str], raw:
         f"Command: `{command}`",
         "",
         *(f"- {key}: {value}" for key, value in facts.items()),
-        "- machine shared with other processes (noisy): medians are quoted",
+        "- machine shared with other processes (see load): medians are quoted",
         "",
         "```",
         "$ free -g",
@@ -165,7 +218,9 @@ def write_report(name: str, command: str, table: str, notes: Sequence[str], raw:
     ]
     path = RESULTS / f"{name}.md"
     path.write_text("\n".join(lines))
-    (RESULTS / f"{name}.raw.json").write_text(json.dumps({"machine": facts, **raw}, indent=2))
+    (RESULTS / f"{name}.raw.json").write_text(
+        json.dumps({"machine": facts, "load_samples": load.loads, **raw}, indent=2)
+    )
     return path
 
 
