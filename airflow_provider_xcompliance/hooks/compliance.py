@@ -46,7 +46,7 @@ from airflow_provider_xcompliance.retry import (
     RateLimitTracker,
     RetryPolicy,
 )
-from airflow_provider_xcompliance.transfers import JobTransfer
+from airflow_provider_xcompliance.transfers import JobTransfer, storage_session
 
 # A stdlib logger: Airflow routes it through its masking log pipeline in tasks, and tests can capture it.
 log = logging.getLogger(__name__)
@@ -128,24 +128,11 @@ def _check_name(name: str | None) -> str | None:
     return name
 
 
-def _parse_job(data: Any) -> Job:
+def _job(data: Any) -> Job:
+    """The job in an answer's ``data``. Its signed URLs are masked where they are used (:mod:`transfers`)."""
     if not isinstance(data, dict):
         raise XApiError("The X API answered without a job object in 'data'")
     return Job.from_api(data)
-
-
-def _job(data: Any) -> Job:
-    job = _parse_job(data)
-    redaction.mask_url(job.upload_url)
-    redaction.mask_url(job.download_url)
-    return job
-
-
-async def _ajob(data: Any) -> Job:
-    job = _parse_job(data)
-    await redaction.amask_url(job.upload_url)
-    await redaction.amask_url(job.download_url)
-    return job
 
 
 def _may_have_reached_server(failure: Exception) -> bool:
@@ -239,7 +226,7 @@ class XComplianceHook(BaseHook):
     def _storage(self) -> requests.Session:
         # Signed URLs carry their own credentials: this session must never hold the bearer token.
         if self._storage_session is None:
-            self._storage_session = requests.Session()
+            self._storage_session = storage_session()
         return self._storage_session
 
     def test_connection(self) -> tuple[bool, str]:
@@ -462,7 +449,7 @@ class XComplianceHook(BaseHook):
         """Async :meth:`get_job`, safe inside a trigger (reads the connection with ``aget_connection``)."""
         _check_job_id(job_id)
         body = await self._arequest("GET", f"{JOBS_PATH}/{job_id}", GET_JOB)
-        return await _ajob(body.get("data"))
+        return _job(body.get("data"))
 
     async def acancel_job(self, job_id: str) -> Job:
         """Async :meth:`cancel_job` (for a trigger's ``on_kill``)."""
@@ -471,7 +458,7 @@ class XComplianceHook(BaseHook):
             body = await self._arequest("DELETE", f"{JOBS_PATH}/{job_id}", CANCEL_JOB)
         except XApiError as exc:
             raise _cancel_error(exc, job_id) from exc
-        return await _ajob(body.get("data"))
+        return _job(body.get("data"))
 
     async def _arequest(self, method: str, path: str, endpoint: str) -> dict[str, Any]:
         if self._aclient is not None:

@@ -612,14 +612,32 @@ def test_no_secret_reaches_logs_or_error_messages(
         assert "X-Goog-Credential" not in text
 
 
-def test_secrets_are_registered_with_the_masker(hook: XComplianceHook, mocked) -> None:
+def test_token_and_used_upload_url_are_registered_with_the_masker(
+    hook: XComplianceHook, mocked, ids_file: Path
+) -> None:
     from airflow.sdk.log import _secrets_masker
 
-    mocked.get(f"{JOBS}/{JOB_ID}", json={"data": job_data()})
-    hook.get_job(JOB_ID)
-    redacted = _secrets_masker().redact(f"token {TOKEN} url {UPLOAD_URL} sig {SIGNATURE}")
+    signature = "a1b2c3-only-in-this-test"  # the masker is process-wide: a fresh value proves this test
+    upload_url = f"{STORAGE}/{JOB_ID}/submission/u?X-Goog-Signature={signature}"
+    mocked.get(f"{JOBS}/{JOB_ID}", json={"data": job_data(upload_url=upload_url)})
+    mocked.put(upload_url.split("?")[0], status=200)
+    hook.upload_ids(hook.get_job(JOB_ID), ids_file)
+
+    redacted = _secrets_masker().redact(f"token {TOKEN} url {upload_url}")
     assert TOKEN not in redacted
-    assert SIGNATURE not in redacted
+    assert signature not in redacted
+
+
+def test_status_polls_do_not_register_signed_urls(hook: XComplianceHook, mocked) -> None:
+    """Airflow's masker slows with every secret added: a triggerer polling many jobs must not feed it URLs."""
+    from airflow.sdk.log import _secrets_masker
+
+    signature = "d4e5f6-polled-but-never-used"
+    url = f"{STORAGE}/{JOB_ID}/delivery/d?X-Goog-Signature={signature}"
+    mocked.get(f"{JOBS}/{JOB_ID}", json={"data": job_data(download_url=url)})
+    hook.get_job(JOB_ID)
+
+    assert signature in _secrets_masker().redact(url)
 
 
 # --- async -----------------------------------------------------------------------------------------------
