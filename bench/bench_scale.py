@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from common import (
     LoadLog,
     PeakSampler,
     conn_env,
+    curl_upload,
     directory_bytes,
     emulator_pid,
     median,
@@ -119,22 +119,6 @@ def child_floor(parquet: Path, text: Path) -> dict[str, Any]:
     }
 
 
-def curl_upload(text: Path) -> float:
-    from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
-
-    hook = XComplianceHook()
-    job = hook.create_job("tweets")
-    start = time.perf_counter()
-    subprocess.run(
-        ["curl", "-sS", "--fail", "-T", str(text), "-H", "Content-Type: text/plain", "-H", "Expect:",
-         "-o", "/dev/null", job.upload_url],
-        check=True,
-    )  # fmt: skip
-    seconds = time.perf_counter() - start
-    hook.wait_for_job(job.id, poll_interval=POLL)  # frees the slot for the next job
-    return seconds
-
-
 def measure(kind: str, parquet: Path, chunk: int, env: dict[str, str]) -> dict[str, Any]:
     staging, results, text = DATA / "scale-staging", DATA / "scale-results", DATA / "scale-floor.txt"
     shutil.rmtree(results, ignore_errors=True)
@@ -147,7 +131,7 @@ def measure(kind: str, parquet: Path, chunk: int, env: dict[str, str]) -> dict[s
         result = run_child(Path(__file__), args, env)
     if kind == "floor":
         result["text_bytes"] = text.stat().st_size
-        result["curl_s"] = curl_upload(text)
+        result["curl_s"], _ = curl_upload(text, POLL)
         result["wall_s"] = result["read_write_s"] + result["curl_s"]
         text.unlink()
     result["staging_peak_mib"] = staged.peak / 2**20

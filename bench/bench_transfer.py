@@ -31,6 +31,7 @@ from common import (
     TOKEN,
     LoadLog,
     conn_env,
+    curl_upload,
     emulator_pid,
     generate_text_ids,
     median,
@@ -66,23 +67,8 @@ def child(kind: str, path: Path) -> None:
 
 
 def curl_run(path: Path) -> dict[str, Any]:
-    """The same PUT and GET done by curl, on a job created (and waited for) through the hook here.
-
-    ``-T`` streams the file (``--data-binary @file`` reads all of it into memory first, which made curl
-    several times slower on 1 GiB); ``Expect:`` drops the 100-continue round trip.
-    """
-    from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
-
-    hook = XComplianceHook()
-    job = hook.create_job("tweets")
-    start = time.perf_counter()
-    subprocess.run(
-        ["curl", "-sS", "--fail", "-T", str(path), "-H", "Content-Type: text/plain", "-H", "Expect:",
-         "-o", "/dev/null", job.upload_url],
-        check=True,
-    )  # fmt: skip
-    upload = time.perf_counter() - start
-    done = hook.wait_for_job(job.id, poll_interval=POLL)
+    """The same PUT and GET done by curl, on a job created (and waited for) through the hook here."""
+    upload, done = curl_upload(path, POLL)
     with tempfile.TemporaryDirectory(dir=DATA) as scratch:
         out = Path(scratch) / "results.jsonl"
         start = time.perf_counter()
