@@ -80,6 +80,9 @@ def make_trigger(
     monkeypatch.setattr(trigger, "_make_hook", lambda: hook)
     trigger._now = clock.time
     trigger._sleep = clock.sleep
+    trigger._random = lambda: (
+        0.0
+    )  # first poll at once; test_first_poll_is_spread_over_one_interval covers the rest
     return trigger
 
 
@@ -335,3 +338,26 @@ async def test_trigger_polls_through_the_real_hook(monkeypatch):
     [event] = await events_of(make_trigger(hook, FakeClock(), monkeypatch))  # type: ignore[arg-type]
     assert (event["status"], event["polls"]) == ("success", 3)
     assert seen_auth == ["Bearer t0ken"] * 3
+
+
+async def test_first_poll_is_spread_over_one_interval(monkeypatch):
+    """A triggerer resuming many waits at once must not set up every client and poll in the same instant."""
+    hook, clock = FakeHook([job(JobStatus.COMPLETE)]), FakeClock()
+    trigger = make_trigger(hook, clock, monkeypatch)
+    trigger._random = lambda: 0.25
+
+    (event,) = await events_of(trigger)
+
+    assert clock.sleeps == [7.5]  # a quarter of the 30 s interval, then one poll finds the job complete
+    assert event["status"] == "success"
+
+
+async def test_spread_first_poll_never_passes_the_deadline(monkeypatch):
+    hook, clock = FakeHook([job(JobStatus.IN_PROGRESS)]), FakeClock()
+    trigger = make_trigger(hook, clock, monkeypatch, deadline=START + 5.0)
+    trigger._random = lambda: 0.9
+
+    (event,) = await events_of(trigger)
+
+    assert clock.sleeps[0] == 5.0
+    assert event["status"] == "timeout"
