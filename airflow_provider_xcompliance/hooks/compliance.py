@@ -86,6 +86,10 @@ def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
     return text
 
 
+def _api_headers(settings: _Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {settings.token}", "Accept": "application/json"}
+
+
 def _extra(extras: Mapping[str, Any], name: str) -> Any:
     # The connection form stores custom fields with or without the legacy "extra__<type>__" prefix.
     value = extras.get(name, extras.get(f"extra__{XComplianceHook.conn_type}__{name}"))
@@ -217,9 +221,7 @@ class XComplianceHook(BaseHook):
         if self._session is None:
             settings = self._load_settings()
             session = requests.Session()
-            session.headers.update(
-                {"Authorization": f"Bearer {settings.token}", "Accept": "application/json"}
-            )
+            session.headers.update(_api_headers(settings))
             self._session = session
         return self._session
 
@@ -440,7 +442,7 @@ class XComplianceHook(BaseHook):
         settings = await self._aload_settings()
         return self._async_client_factory(
             base_url=settings.base_url,
-            headers={"Authorization": f"Bearer {settings.token}", "Accept": "application/json"},
+            headers=_api_headers(settings),
             timeout=settings.timeout,
             verify=shared_tls_context(),
         )
