@@ -234,11 +234,10 @@ class XComplianceHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """One cheap authenticated call (list recent tweets jobs); never raises, never shows the token."""
         try:
-            self._load_settings()
+            base = self._load_settings().base_url
             jobs = self._list(JobType.TWEETS, None, RetryPolicy(max_attempts=1))
         except Exception as exc:
             return False, f"{type(exc).__name__}: {exc}"
-        base = self._settings.base_url if self._settings else DEFAULT_BASE_URL
         return True, f"Connected to {redaction.redact_url(base)}: {len(jobs)} recent tweets compliance jobs"
 
     # --- API calls -------------------------------------------------------------------------------------
