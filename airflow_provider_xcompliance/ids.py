@@ -39,7 +39,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import IO, Any, Literal, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -48,18 +48,12 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from airflow_provider_xcompliance.exceptions import InvalidIdsError
+from airflow_provider_xcompliance.paths import OpenablePath, as_path
 
 log = logging.getLogger(__name__)
 
 Fmt: TypeAlias = Literal["text", "csv", "parquet"]
 OnInvalid: TypeAlias = Literal["fail", "skip"]
-
-
-@runtime_checkable
-class OpenablePath(Protocol):
-    """A path with ``open()``: ``pathlib.Path``, ``upath.UPath``, Airflow's ``ObjectStoragePath``."""
-
-    def open(self, mode: str) -> Any: ...
 
 
 IdSource: TypeAlias = "str | os.PathLike[str] | OpenablePath"
@@ -489,18 +483,6 @@ def _parquet_batches(
 
 
 # --- Sources ----------------------------------------------------------------------------------------------
-
-
-def as_path(source: IdSource) -> OpenablePath:
-    """A path object for ``source``: URIs become ``upath.UPath``, plain strings ``pathlib.Path``."""
-    if isinstance(source, OpenablePath) and not isinstance(source, str):
-        return source
-    text = os.fspath(source)
-    if "://" in text:
-        from upath import UPath
-
-        return UPath(text)
-    return Path(text)
 
 
 def _hidden(name: str) -> bool:

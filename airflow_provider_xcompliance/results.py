@@ -61,8 +61,8 @@ from contextlib import ExitStack
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path, PurePath
-from typing import IO, Any, Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
-from urllib.parse import quote, unquote, urlparse
+from typing import IO, Any, Literal, TypeVar
+from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
@@ -73,6 +73,7 @@ import pyarrow.parquet as pq
 
 from airflow_provider_xcompliance.exceptions import ResultsRejectedError
 from airflow_provider_xcompliance.models import JobType, parse_api_time
+from airflow_provider_xcompliance.paths import OpenablePath, PathInput, as_path
 from airflow_provider_xcompliance.redaction import redact_url
 
 __all__ = [
@@ -86,14 +87,6 @@ __all__ = [
 ]
 
 
-@runtime_checkable
-class OpenablePath(Protocol):
-    """What the converter needs from a path object: pathlib, ``upath.UPath``, ``ObjectStoragePath``."""
-
-    def open(self, mode: str = ...) -> IO[Any]: ...
-
-
-PathInput: TypeAlias = "str | os.PathLike[str] | OpenablePath"
 IdType = Literal["int64", "string"]
 
 KNOWN_ACTIONS = ("delete", "scrub_geo")
@@ -274,26 +267,6 @@ def _fmt_time(value: datetime | None) -> str:
 # --- Paths -------------------------------------------------------------------------------------------------
 
 
-def _as_path(value: PathInput) -> Any:
-    """pathlib.Path for local paths and ``file://`` URIs, ``upath.UPath`` for other URIs, else as given."""
-    if isinstance(value, str):
-        if "://" not in value:
-            return Path(value)
-        parsed = urlparse(value)
-        if parsed.scheme in ("file", "local"):
-            return Path(unquote(parsed.path))
-        from upath import UPath  # only needed for object storage
-
-        return UPath(value)
-    if isinstance(value, PurePath) or not isinstance(value, OpenablePath):
-        if isinstance(value, os.PathLike):
-            return Path(os.fspath(value))
-        raise TypeError(f"Not a path: {value!r}")
-    if getattr(value, "protocol", None) in ("file", "local"):
-        return Path(str(value.path))  # type: ignore[attr-defined]
-    return value
-
-
 def _is_local(path: Any) -> bool:
     return isinstance(path, Path)
 
@@ -328,7 +301,7 @@ def _normalise_sources(sources: Any, job_id: str | None) -> list[tuple[Any, str,
         pairs = [(source, None) for source in sources]
     out = []
     for source, source_job in pairs:
-        path = _as_path(source)
+        path = as_path(source)
         name = redact_url(str(path)) if "://" in str(path) else str(path)  # no signed query in any record
         out.append((path, name, source_job or job_id or _job_id_from_name(path)))
     return out
@@ -798,7 +771,7 @@ def results_to_parquet(
     if id_type not in ("int64", "string"):
         raise ValueError(f"id_type must be 'int64' or 'string', not {id_type!r}")
     inputs = _normalise_sources(sources, job_id)
-    final = _as_path(destination)
+    final = as_path(destination)
     staging = final.parent / f".{final.name}.staging-{uuid.uuid4().hex[:12]}"
     sizes = [_size(path) for path, _, _ in inputs]
     buckets = _bucket_count(None if None in sizes else sum(s or 0 for s in sizes))
