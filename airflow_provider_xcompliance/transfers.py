@@ -370,8 +370,7 @@ class JobTransfer:
             with self.session.get(url, headers=headers, stream=True, timeout=self._timeouts()) as resp:
                 if resp.status_code == 416 and offset:
                     # What was written is not a prefix the server recognises: start over.
-                    writer.restart()
-                    counter.reset()
+                    _start_over(writer, counter)
                     raise _RetryableError("range not satisfiable")
                 if not problems.is_success(resp.status_code):
                     raise self._refusal(resp, "download")
@@ -379,8 +378,7 @@ class JobTransfer:
                     log.info(
                         "Storage ignored the Range request: restarting the download of job %s", self.job.id
                     )
-                    writer.restart()
-                    counter.reset()
+                    _start_over(writer, counter)
                     offset = 0
                 length = resp.headers.get("Content-Length")
                 progress.total = offset + int(length) if length and length.isdigit() else None
@@ -425,6 +423,12 @@ class JobTransfer:
 
     def _utcnow(self) -> datetime:
         return datetime.fromtimestamp(self.now(), tz=timezone.utc)
+
+
+def _start_over(writer: storage.AtomicWriter, counter: LineCounter) -> None:
+    """Drop a partial download so the next bytes written are the file's first."""
+    writer.restart()
+    counter.reset()
 
 
 def _body_chunks(response: requests.Response) -> Iterator[bytes]:
