@@ -38,6 +38,7 @@ from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.lifecycle import UPLOAD_MARGIN_SECONDS, ChunkRecord, Step
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType
 from airflow_provider_xcompliance.naming import job_name
+from airflow_provider_xcompliance.transfers import LineCounter
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
 
 if TYPE_CHECKING:
@@ -568,12 +569,11 @@ def _exists(uri: str) -> bool:
 
 def _count_lines(uri: str) -> int:
     """Lines of a results file, streamed (an already-downloaded chunk is counted, never loaded)."""
-    lines, last = 0, b"\n"
+    counter = LineCounter()
     with storage.open_source(uri) as handle:
-        while block := handle.read(1 << 20):
-            lines += block.count(b"\n")
-            last = block[-1:]
-    return lines + (last != b"\n")
+        while block := handle.read(storage.COPY_CHUNK):
+            counter.add(counter.counted, block)
+    return counter.lines
 
 
 def _utc(epoch: float) -> datetime:
