@@ -21,9 +21,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-_ENDED_BADLY = frozenset({JobStatus.FAILED.value, JobStatus.EXPIRED.value})
-
-
 class XComplianceJobSensor(BaseSensorOperator):
     """Wait until a compliance job is ``complete``; fail (or skip, with ``soft_fail``) if it fails or expires.
 
@@ -94,7 +91,7 @@ class XComplianceJobSensor(BaseSensorOperator):
             return self.hook.get_job(self.job_id).to_xcom()
         if event.get("status") == "timeout":
             raise AirflowSensorTimeout(message)
-        if event.get("status") == "error" and event.get("job_status") in _ENDED_BADLY:
+        if event.get("status") == "error" and job_outcome_error(self.job_id, event.get("job_status")):
             raise AirflowFailException(message)
         # Polling gave up (or the event is malformed): the job may be fine, so let task retries try again.
         raise XComplianceError(message)
