@@ -41,6 +41,11 @@ def object_path(location: str | os.PathLike[str]) -> ObjectStoragePath:
     return ObjectStoragePath(os.fspath(location))
 
 
+def location(uri: str | os.PathLike[str]) -> Path | ObjectStoragePath:
+    """A local file as ``Path``; else ``ObjectStoragePath``, so Airflow connections supply credentials."""
+    return local_path(uri) if is_local(uri) else object_path(uri)
+
+
 def source_size(source: str | os.PathLike[str]) -> int:
     """Size in bytes of a source file (needed up front for resumable uploads and progress)."""
     if is_local(source):

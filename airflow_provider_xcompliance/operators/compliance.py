@@ -435,7 +435,7 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
         for chunk in prepared.chunks:
             name = self._chunk_name(context, prepared, chunk.index)
             job, target = jobs.get(name), self._results_file(name, chunk.index, len(prepared.chunks))
-            if job is None or job.status is not JobStatus.COMPLETE or not _exists(target):
+            if job is None or job.status is not JobStatus.COMPLETE or not storage.location(target).exists():
                 break
             earlier = known.get(job.id)  # recorded by an earlier call of this try: no need to count again
             lines = earlier["result_lines"] if earlier else _count_lines(target)
@@ -558,12 +558,6 @@ def _record(
         results_uri=uri,
         result_lines=lines,
         processing_seconds=seconds,
-    )
-
-
-def _exists(uri: str) -> bool:
-    return (
-        storage.local_path(uri).exists() if storage.is_local(uri) else bool(storage.object_path(uri).exists())
     )
 
 

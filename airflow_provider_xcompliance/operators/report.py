@@ -42,11 +42,6 @@ def result_sources(results: ResultsInput) -> dict[str, str | None]:
     return sources
 
 
-def _location(uri: str) -> Any:
-    """Local files as paths; others as ``ObjectStoragePath``, so Airflow connections supply credentials."""
-    return storage.local_path(uri) if storage.is_local(uri) else storage.object_path(uri)
-
-
 class XComplianceResultsToParquetOperator(BaseOperator):
     """Convert compliance results (JSON Lines) into one Parquet table per action under ``destination``.
 
@@ -92,8 +87,8 @@ class XComplianceResultsToParquetOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         sources = result_sources(self.results)
         summary = results_to_parquet(
-            {_location(uri): job_id for uri, job_id in sources.items()},
-            _location(self.destination),
+            {storage.location(uri): job_id for uri, job_id in sources.items()},
+            storage.location(self.destination),
             job_type=self.job_type,
             id_type="string" if self.id_type == "string" else "int64",
             max_rejects=self.max_rejects,
