@@ -54,14 +54,14 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path, PurePath
-from typing import IO, Any, Literal, TypeVar
+from typing import IO, Any, Literal
 from urllib.parse import quote
 
 import numpy as np
@@ -71,6 +71,7 @@ import pyarrow.csv as pcsv
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
+from airflow_provider_xcompliance.concurrency import in_order
 from airflow_provider_xcompliance.exceptions import ResultsRejectedError
 from airflow_provider_xcompliance.models import JobType, parse_api_time
 from airflow_provider_xcompliance.paths import OpenablePath, PathInput, as_path
@@ -812,25 +813,6 @@ def _over_threshold(max_rejects: int | float | None, rejected: int, lines: int) 
     return rejected > max_rejects
 
 
-_K = TypeVar("_K")
-_T = TypeVar("_T")
-
-
-def _ordered(
-    pool: ThreadPoolExecutor, calls: Iterable[tuple[_K, Callable[[], _T]]], ahead: int
-) -> Iterator[tuple[_K, _T]]:
-    """Run calls in the pool, at most ``ahead`` queued beyond the one awaited; yield results in order."""
-    pending: deque[tuple[_K, Future[_T]]] = deque()
-    for key, call in calls:
-        pending.append((key, pool.submit(call)))
-        if len(pending) > ahead:
-            key, future = pending.popleft()
-            yield key, future.result()
-    while pending:
-        key, future = pending.popleft()
-        yield key, future.result()
-
-
 def _constant(value: str | None, length: int) -> pa.DictionaryArray:
     """A dictionary column holding one value (or null) on every row: a few bytes however long."""
     if value is None:
@@ -912,7 +894,7 @@ class _Conversion:
                         yield (source, name), partial(_convert_block, block, self.id_type, self.buckets)
 
         next_line = [1] * len(self.inputs)
-        for (source, name), block in _ordered(self.pool, calls(), self.ahead):
+        for (source, name), block in in_order(self.pool, calls(), self.ahead):
             first_line = next_line[source]
             next_line[source] += block.physical_lines
             self.stats.lines += block.physical_lines - block.blank
@@ -992,7 +974,7 @@ class _Conversion:
             code = self.actions.code(action)
             files = [path for key, path in sorted(self.spills.items()) if key[0] == code]
             checks = ((None, partial(_has_duplicates, path)) for path in files)
-            if any(found for _, found in _ordered(self.pool, checks, self.ahead)):
+            if any(found for _, found in in_order(self.pool, checks, self.ahead)):
                 self._rewrite(action, files)
             for path in files:
                 path.unlink()
@@ -1013,7 +995,7 @@ class _Conversion:
         self._tables[action] = writer
         self._stack.callback(writer.close)
         loads = ((None, partial(self._collapsed, action, path)) for path in files)
-        for _, part in _ordered(self.pool, loads, self.ahead):
+        for _, part in in_order(self.pool, loads, self.ahead):
             counts.add(part)
             writer.write(part)
         writer.flush()
