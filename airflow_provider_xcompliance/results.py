@@ -84,11 +84,13 @@ __all__ = [
     "ConversionSummary",
     "format_summary",
     "output_schema",
+    "parquet_options",
     "results_to_parquet",
 ]
 
 
 IdType = Literal["int64", "string"]
+_Bytes = bytes | bytearray  # a block of whole lines, as read
 
 KNOWN_ACTIONS = ("delete", "scrub_geo")
 REJECTS_FILE = "_rejects.jsonl"
@@ -166,6 +168,15 @@ def output_schema(id_type: IdType = "int64") -> pa.Schema:
             pa.field("job_type", _DICT, nullable=False),
         ]
     )
+
+
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """``ParquetWriter`` options of the tables: dictionary pages for the dictionary columns only.
+
+    Ids and timestamps are nearly all distinct: for them the writer would build a dictionary, overflow it
+    and fall back to plain pages, which measured twice the CPU and a 13 % bigger file than plain pages.
+    """
+    return {"use_dictionary": [field.name for field in schema if pa.types.is_dictionary(field.type)]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,10 +339,12 @@ def _array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
-def _read_json(data: bytes | pa.Buffer) -> pa.Table:
+def _read_json(data: _Bytes | pa.Buffer) -> pa.Table:
     options = pj.ReadOptions(use_threads=False, block_size=max(len(data), 1 << 16) + 1)
     table = pj.read_json(pa.BufferReader(data), read_options=options, parse_options=_PARSE_OPTIONS)
-    if not (isinstance(data, bytes) and data.isascii()):  # ASCII is valid UTF-8: nothing to check
+    if not (
+        isinstance(data, (bytes, bytearray)) and data.isascii()
+    ):  # ASCII is valid UTF-8: nothing to check
         table.validate(full=True)  # the reader lets invalid UTF-8 through; this raises ArrowInvalid instead
     return table
 
@@ -342,7 +355,7 @@ def _line_offsets(newlines: np.ndarray) -> np.ndarray:
     return offsets
 
 
-def _normalise_line(raw: bytes) -> bytes | str:
+def _normalise_line(raw: _Bytes) -> bytes | str:
     """One odd line, rewritten as a flat all-string JSON object, or the reason it is rejected."""
     try:
         obj = json.loads(raw)
@@ -364,7 +377,7 @@ def _normalise_line(raw: bytes) -> bytes | str:
         return "malformed_json"
 
 
-def _braced_lines(block: bytes, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
+def _braced_lines(block: _Bytes, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
     """Lines that start with ``{`` and end with ``}``: two byte lookups per line, no scan."""
     data = np.frombuffer(block, np.uint8)
     starts, last = offsets[:-1], offsets[1:] - 2  # the byte before each newline
@@ -373,17 +386,17 @@ def _braced_lines(block: bytes, offsets: np.ndarray, lines: pa.BinaryArray) -> n
     return (data[starts] == ord("{")) & (closing == ord("}")) & (last > starts)
 
 
-def _flat_object_lines(block: bytes, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
+def _flat_object_lines(block: _Bytes, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
     """Lines that are one flat object of string/null values: exactly what parses to one row each."""
     return pc.match_substring_regex(lines, _FLAT_OBJECT).to_numpy(zero_copy_only=False)
 
 
-def _no_lines(block: bytes, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
+def _no_lines(block: _Bytes, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
     return np.zeros(len(lines), bool)
 
 
 def _parse_lines(
-    block: bytes, offsets: np.ndarray
+    block: _Bytes, offsets: np.ndarray
 ) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]], int]:
     """Slow path: rows, their line indexes, rejected lines and the blank count of a block holding odd lines.
 
@@ -475,7 +488,7 @@ def _parse_one(value: str | None) -> datetime | None:
         return None
 
 
-def _lines_array(block: bytes | pa.Buffer, offsets: np.ndarray) -> pa.BinaryArray:
+def _lines_array(block: _Bytes | pa.Buffer, offsets: np.ndarray) -> pa.BinaryArray:
     """The block's lines (newline included) as one binary array over the block's own bytes: no copy."""
     buffers = [None, pa.py_buffer(offsets), pa.py_buffer(block)]
     return pa.BinaryArray.from_buffers(pa.binary(), len(offsets) - 1, buffers)
@@ -488,7 +501,7 @@ def _joined(lines: pa.ChunkedArray | pa.Array) -> tuple[pa.Buffer, np.ndarray]:
     return lines.buffers()[2][int(offsets[0]) : int(offsets[-1])], offsets - offsets[0]
 
 
-def _comma_counts(block: bytes, data: np.ndarray, newlines: np.ndarray) -> np.ndarray | None:
+def _comma_counts(block: _Bytes, data: np.ndarray, newlines: np.ndarray) -> np.ndarray | None:
     """Commas per line, in a block of printable ASCII with no escapes; None: no fast path for this block.
 
     Cheap to find (one byte scan each) and what _parse_api_shape needs: no escapes means every quote is a
@@ -546,7 +559,7 @@ def _parse_api_shape(
 
 
 def _parse_general(
-    block: bytes, offsets: np.ndarray
+    block: _Bytes, offsets: np.ndarray
 ) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]], int]:
     """Any lines: rows, their line indexes, rejected lines and the blank count (pyarrow's JSON reader)."""
     data = np.frombuffer(block, np.uint8)
@@ -562,7 +575,7 @@ def _parse_general(
 
 
 def _parse_block(
-    block: bytes, offsets: np.ndarray
+    block: _Bytes, offsets: np.ndarray
 ) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]], int]:
     """Rows, their line indexes, rejected lines and blank count: API-shaped lines fast, the rest through
     :func:`_parse_general`. Rows come grouped by path, not in line order: :func:`_partition` restores that
@@ -594,7 +607,7 @@ def _parse_block(
     return pa.concat_tables(parts), np.concatenate(part_lines), rejects, blank
 
 
-def _convert_block(block: bytes, id_type: IdType, buckets: int) -> _Block:
+def _convert_block(block: _Bytes, id_type: IdType, buckets: int) -> _Block:
     """Parse, validate and bucket one block of whole lines (worker thread; pyarrow releases the GIL)."""
     newlines = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
     count = len(newlines)
@@ -610,7 +623,7 @@ def _convert_block(block: bytes, id_type: IdType, buckets: int) -> _Block:
     return _Block(rows, counts, rejects, Counter(reason for _, reason in found), count, blank)
 
 
-def _reject_record(reason: str, raw: bytes) -> str:
+def _reject_record(reason: str, raw: _Bytes) -> str:
     """A reject's JSON fields after ``source`` and ``line`` (built in the worker, off the main thread)."""
     text = raw[:_RAW_LIMIT].rstrip(b"\r\n").decode("utf-8", errors="replace")
     cut = "true" if len(raw.rstrip(b"\r\n")) > _RAW_LIMIT else "false"
@@ -682,18 +695,29 @@ def _bucket_count(total_bytes: int | None) -> int:
     return 1 << (wanted - 1).bit_length()  # a power of two: the hash keeps its top bits
 
 
-def _blocks(stream: IO[bytes], size: int) -> Iterator[bytes]:
-    """Whole-line blocks of about ``size`` bytes; the last one gets a newline if the file lacks it."""
+def _blocks(stream: IO[bytes], size: int) -> Iterator[bytearray]:
+    """Whole-line blocks of about ``size`` bytes; the last one gets a newline if the file lacks it.
+
+    Each block is read into its own buffer, which is cut at its last newline in place: the bytes are copied
+    once, by the read (slicing and joining bytes would copy every block twice more).
+    """
     carry = b""
-    while chunk := stream.read(size):
-        cut = chunk.rfind(b"\n") + 1
-        if cut:
-            yield carry + chunk[:cut] if carry else chunk[:cut]
-            carry = chunk[cut:]
-        else:
-            carry += chunk  # a line longer than a block
+    while True:
+        block = bytearray(len(carry) + size)
+        block[: len(carry)] = carry
+        read = stream.readinto(memoryview(block)[len(carry) :])  # type: ignore[attr-defined]
+        if not read:
+            break
+        filled = len(carry) + read
+        cut = block.rfind(b"\n", 0, filled) + 1
+        if not cut:  # a line longer than a block
+            carry = bytes(block[:filled])
+            continue
+        carry = bytes(block[cut:filled])
+        del block[cut:]
+        yield block
     if carry:
-        yield carry + b"\n"
+        yield bytearray(carry + b"\n")
 
 
 # --- The conversion ---------------------------------------------------------------------------------------
@@ -826,7 +850,7 @@ class _TableWriter:
     def __init__(self, path: Any, schema: pa.Schema) -> None:
         self._stack = ExitStack()
         stream = self._stack.enter_context(path.open("wb"))
-        self._writer = self._stack.enter_context(pq.ParquetWriter(stream, schema))
+        self._writer = self._stack.enter_context(pq.ParquetWriter(stream, schema, **parquet_options(schema)))
         self._parts: list[pa.Table] = []
         self._rows = 0
 
