@@ -22,7 +22,10 @@ Speed: text is read in large byte blocks; a block of plain ``digits\\n`` lines (
 with a handful of vectorised passes and written out unchanged; only a block with an anomaly takes the
 per-line path, which also yields exact line numbers. CSV and Parquet are read in record batches:
 integer columns are range-checked with pyarrow compute, string cells are joined into lines and take the
-text path. Memory stays bounded by the block/batch size (plus the dedupe bound).
+text path. Reading stays in the caller's thread, which numbers the lines; checking and formatting run in
+a few threads (:data:`WORKERS`) and come back in input order, so counts, line numbers, rejects and
+output are those of a sequential pass. Memory stays bounded by the block/batch size times the batches in
+flight (plus the dedupe bound).
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import IO, Any, Literal, TypeAlias
+from typing import IO, Any, Literal, NoReturn, TypeAlias, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +52,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from airflow_provider_xcompliance.concurrency import in_order
 from airflow_provider_xcompliance.exceptions import InvalidIdsError
 from airflow_provider_xcompliance.paths import OpenablePath, as_path
 
@@ -58,6 +64,7 @@ OnInvalid: TypeAlias = Literal["fail", "skip"]
 
 IdSource: TypeAlias = "str | os.PathLike[str] | OpenablePath"
 IdSources: TypeAlias = "IdSource | Sequence[IdSource]"
+T = TypeVar("T")
 
 DEFAULT_BLOCK_SIZE = 1 << 20
 """Bytes of text (or rows of CSV/Parquet, divided by 16) handled per step: big enough to amortise, small
@@ -71,6 +78,10 @@ MAX_LINE_BYTES = 1 << 16
 MAX_SAMPLES = 5
 """Invalid lines quoted in an :class:`InvalidIdsError`."""
 CHUNK_PREFIX = "ids-"
+WORKERS = min(os.cpu_count() or 1, 4)
+"""Threads that check and format batches (pyarrow and numpy release the GIL in their kernels). One per
+core, since the work is CPU-bound; at most 4, because the caller's thread (reading, counting, writing)
+cannot feed more, and each batch in flight holds a few MiB."""
 
 _WHITESPACE = b" \t\r\n\v\f"
 _BOM = b"\xef\xbb\xbf"
@@ -317,7 +328,8 @@ def _overlong_line(source: str, line: int, head: bytes) -> IdBatch:
     return IdBatch(source, line, 1, b"", 0, invalid=(InvalidId(source, line, _shown(head), "line too long"),))
 
 
-def _text_batches(stream: IO[bytes], source: str, block_size: int) -> Iterator[IdBatch]:
+def _text_batches(stream: IO[bytes], source: str, block_size: int) -> Iterator[Callable[[], IdBatch]]:
+    """Calls that validate the file block by block; the lines are numbered here, as the blocks are cut."""
     line = 1
     carry = b""
     overlong: bytes | None = None  # start of a line too long to keep, while we skip to its end
@@ -326,22 +338,22 @@ def _text_batches(stream: IO[bytes], source: str, block_size: int) -> Iterator[I
             end = chunk.find(b"\n")
             if end < 0:
                 continue
-            yield _overlong_line(source, line, overlong)
+            yield partial(_overlong_line, source, line, overlong)
             line += 1
             overlong, chunk = None, chunk[end + 1 :]
         buffer = carry + chunk if carry else chunk
         cut = buffer.rfind(b"\n") + 1
         carry = buffer[cut:]
         if cut:
-            batch = _text_batch(source, line, buffer[:cut])
-            line += batch.lines
-            yield batch
+            block = buffer[:cut]
+            yield partial(_text_batch, source, line, block)
+            line += block.count(b"\n")
         if len(carry) > MAX_LINE_BYTES:
             overlong, carry = carry[:64], b""
     if overlong is not None:
-        yield _overlong_line(source, line, overlong)
+        yield partial(_overlong_line, source, line, overlong)
     elif carry:
-        yield _text_batch(source, line, carry + b"\n")
+        yield partial(_text_batch, source, line, carry + b"\n")
 
 
 # --- Columns (CSV, Parquet) -------------------------------------------------------------------------------
@@ -436,11 +448,11 @@ def _column_batch(source: str, first_row: int, column: pa.Array) -> IdBatch:
     return _string_column(source, first_row, column)
 
 
-def _column_batches(arrays: Iterable[pa.Array], source: str) -> Iterator[IdBatch]:
+def _column_batches(arrays: Iterable[pa.Array], source: str) -> Iterator[Callable[[], IdBatch]]:
     row = 1
     for array in arrays:
         if len(array):
-            yield _column_batch(source, row, array)
+            yield partial(_column_batch, source, row, array)
             row += len(array)
 
 
@@ -454,7 +466,9 @@ def _pick_column(names: Sequence[str], id_column: str | None, source: str) -> st
     raise ValueError(f"{source} has {len(names)} columns: pass id_column= to say which one holds the IDs")
 
 
-def _csv_batches(stream: IO[bytes], source: str, id_column: str | None, block_size: int) -> Iterator[IdBatch]:
+def _csv_batches(
+    stream: IO[bytes], source: str, id_column: str | None, block_size: int
+) -> Iterator[Callable[[], IdBatch]]:
     header = stream.readline().removeprefix(_BOM).decode("utf-8", "replace")
     names = next(csv.reader([header]), [])
     column = _pick_column(names, id_column, source)
@@ -473,7 +487,7 @@ def _csv_batches(stream: IO[bytes], source: str, id_column: str | None, block_si
 
 def _parquet_batches(
     stream: IO[bytes] | str, source: str, id_column: str | None, block_size: int
-) -> Iterator[IdBatch]:
+) -> Iterator[Callable[[], IdBatch]]:
     # Without pre-buffering and with a bounded read buffer, pyarrow holds one batch, not a whole row
     # group's column chunk (measured on 1M-row groups of strings: 5 MiB allocated instead of 165 MiB).
     parquet = pq.ParquetFile(stream, pre_buffer=False, buffer_size=block_size)
@@ -552,15 +566,28 @@ def detect_format(path: OpenablePath, fmt: Fmt | None = None) -> tuple[Fmt, bool
     return _SUFFIX_FORMATS[suffix], gzipped
 
 
-def iter_id_batches(
-    sources: IdSources,
-    *,
-    fmt: Fmt | None = None,
-    id_column: str | None = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
-) -> Iterator[IdBatch]:
-    """Validated IDs of every file behind ``sources``, batch by batch, with provenance of the invalid ones."""
+def _batch_calls(
+    sources: IdSources, fmt: Fmt | None, id_column: str | None, block_size: int
+) -> Iterator[Callable[[], IdBatch]]:
+    """One call per batch of every file behind ``sources``, in order: reading here, validating in the call.
+
+    An error while reading comes as a last call that raises it, so it is raised after the batches read
+    before it, as in a sequential pass.
+    """
     files = [(path, *detect_format(path, fmt)) for path in expand_sources(sources)]  # fail before reading
+    try:
+        yield from _read_calls(files, id_column, block_size)
+    except Exception as exc:  # raised in its turn, by the call below
+        yield partial(_raise, exc)
+
+
+def _raise(exc: Exception) -> NoReturn:
+    raise exc
+
+
+def _read_calls(
+    files: list[tuple[OpenablePath, Fmt, bool]], id_column: str | None, block_size: int
+) -> Iterator[Callable[[], IdBatch]]:
     for path, kind, gzipped in files:
         if kind == "parquet" and gzipped:
             raise ValueError(
@@ -579,6 +606,46 @@ def iter_id_batches(
                 yield from _csv_batches(stream, source, id_column, block_size)
             else:
                 yield from _parquet_batches(stream, source, id_column, block_size)
+
+
+def _validated(
+    sources: IdSources,
+    fmt: Fmt | None,
+    id_column: str | None,
+    block_size: int,
+    then: Callable[[IdBatch], T],
+) -> Iterator[tuple[IdBatch, T]]:
+    """Each batch with ``then(batch)``, both computed in the worker threads, yielded in input order.
+
+    ``then`` is the per-batch work that needs no order (e.g. hashing for the distinct count). At most
+    ``2 * WORKERS + 1`` batches are in flight: enough to keep the threads busy while this thread reads
+    and writes, few enough to bound memory (a few MiB each).
+    """
+
+    def work(call: Callable[[], IdBatch]) -> tuple[IdBatch, T]:
+        batch = call()
+        return batch, then(batch)
+
+    calls = _batch_calls(sources, fmt, id_column, block_size)
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="xcompliance-ids") as pool:
+        for _, done in in_order(pool, ((None, partial(work, call)) for call in calls), 2 * WORKERS):
+            yield done
+
+
+def iter_id_batches(
+    sources: IdSources,
+    *,
+    fmt: Fmt | None = None,
+    id_column: str | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> Iterator[IdBatch]:
+    """Validated IDs of every file behind ``sources``, batch by batch, with provenance of the invalid ones."""
+    for batch, _ in _validated(sources, fmt, id_column, block_size, _nothing):
+        yield batch
+
+
+def _nothing(batch: IdBatch) -> None:
+    return None
 
 
 # --- Counting and deduplication ---------------------------------------------------------------------------
@@ -604,14 +671,21 @@ class _DistinctEstimator:
     def __init__(self) -> None:
         self.registers = np.zeros(1 << self.precision, np.uint8)
 
-    def add(self, values: np.ndarray) -> None:
+    @classmethod
+    def sketch(cls, values: np.ndarray) -> np.ndarray:
+        """The registers of ``values`` alone: batches are sketched apart (in parallel) and then merged."""
+        registers = np.zeros(1 << cls.precision, np.uint8)
         h = _mix64(values)
-        rest_bits = 64 - self.precision
+        rest_bits = 64 - cls.precision
         index = (h >> np.uint64(rest_bits)).astype(np.intp)
         rest = h & np.uint64((1 << rest_bits) - 1)
         # frexp's exponent is the bit length, exact since rest < 2**53
         rank = (rest_bits + 1 - np.frexp(rest.astype(np.float64))[1]).astype(np.uint8)
-        np.maximum.at(self.registers, index, rank)
+        np.maximum.at(registers, index, rank)
+        return registers
+
+    def merge(self, registers: np.ndarray) -> None:
+        np.maximum(self.registers, registers, out=self.registers)
 
     def estimate(self) -> int:
         m = len(self.registers)
@@ -625,6 +699,14 @@ class _DistinctEstimator:
         if raw <= 2.5 * m and zeros:
             return round(m * math.log(m / zeros))
         return round(raw)
+
+
+def _values(batch: IdBatch) -> np.ndarray | None:
+    return batch.id_values() if batch.count else None
+
+
+def _sketch(batch: IdBatch) -> np.ndarray | None:
+    return _DistinctEstimator.sketch(batch.id_values()) if batch.count else None
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:
@@ -841,10 +923,10 @@ def validate_ids(
     _check_on_invalid(on_invalid)
     tally = _Tally()
     distinct = _DistinctEstimator()
-    for batch in iter_id_batches(sources, fmt=fmt, id_column=id_column, block_size=block_size):
+    for batch, registers in _validated(sources, fmt, id_column, block_size, _sketch):
         tally.add(batch)
-        if batch.count and not (tally.invalid and on_invalid == "fail"):
-            distinct.add(batch.id_values())
+        if registers is not None and not (tally.invalid and on_invalid == "fail"):
+            distinct.merge(registers)
     if tally.invalid and on_invalid == "fail":
         raise tally.error()
     return tally.counts(max(0, tally.valid - distinct.estimate()), False, tally.valid)
@@ -892,17 +974,19 @@ def prepare_ids(
             spill = stack.enter_context(tempfile.TemporaryDirectory(prefix=".dedupe-", dir=out))
             dedup = _Deduplicator(Path(spill), dedupe_memory_ids)
         reject_rows = stack.enter_context(_rejects_writer(rejects)) if rejects is not None else None
+        # per batch, in the worker threads: the values to dedupe, or their sketch for the distinct count
+        then = _values if dedup is not None else _sketch
         try:
-            for batch in iter_id_batches(sources, fmt=fmt, id_column=id_column, block_size=block_size):
+            for batch, extra in _validated(sources, fmt, id_column, block_size, then):
                 tally.add(batch)
                 if reject_rows is not None:
                     reject_rows.writerows((i.source, i.line, i.value, i.reason) for i in batch.invalid)
-                if not batch.count or (tally.invalid and on_invalid == "fail"):
+                if extra is None or (tally.invalid and on_invalid == "fail"):
                     continue
                 if dedup is not None:
-                    dedup.add(batch.id_values())
+                    dedup.add(extra)
                 else:
-                    distinct.add(batch.id_values())
+                    distinct.merge(extra)
                     writer.write(batch.ids, batch.count)
             if tally.invalid and on_invalid == "fail":
                 raise tally.error()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import gzip
 import random
+import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from airflow_provider_xcompliance import ids as ids_module
 from airflow_provider_xcompliance.exceptions import InvalidIdsError
 from airflow_provider_xcompliance.ids import (
     IdCounts,
@@ -445,6 +447,98 @@ def test_dedupe_spilling_to_disk_gives_the_same_set(tmp_path: Path, memory_ids: 
     assert sorted(written) == sorted(distinct)
     assert prepared.counts.duplicates == 2_000
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".dedupe")]
+
+
+# --- Batches checked in parallel ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def shuffled_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four threads, and batches that finish out of order: results must still come in input order."""
+    rng = random.Random(11)
+    monkeypatch.setattr(ids_module, "WORKERS", 4)
+    for name in ("_text_batch", "_column_batch"):
+        check = getattr(ids_module, name)
+
+        def late(*args: object, _check: object = check) -> object:
+            time.sleep(rng.choice((0, 0, 0.002)))
+            return _check(*args)  # type: ignore[operator]
+
+        monkeypatch.setattr(ids_module, name, late)
+
+
+def expected_pass(values: list[object], shown: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Valid IDs and ``[line, value, reason]`` rejects, one value at a time: what any pass must give."""
+    valid, rejects = [], []
+    for number, (value, text) in enumerate(zip(values, shown, strict=True), 1):
+        try:
+            valid.append(normalise_id("" if value is None else str(value)))
+        except ValueError as error:
+            if str(error) != "blank":
+                rejects.append([str(number), text, str(error)])
+    return valid, rejects
+
+
+def rejects_of(prepared: PreparedIds) -> list[list[str]]:
+    assert prepared.rejects_path is not None
+    with prepared.rejects_path.open(newline="", encoding="utf-8") as f:
+        return [row[1:] for row in csv.reader(f)][1:]
+
+
+@pytest.mark.usefixtures("shuffled_batches")
+def test_many_small_text_batches_keep_line_numbers_rejects_and_chunks_in_order(tmp_path: Path) -> None:
+    rng = random.Random(12)
+    bad = ["x", "-4", "0", "1" * 20, "12 3", "\uff11", ""]
+    lines = [rng.choice(bad) if rng.random() < 0.05 else str(rng.randrange(1, 10**19)) for _ in range(6000)]
+    path = write_text(tmp_path / "ids.txt", "\n".join(lines) + "\n")
+    valid, rejects = expected_pass(list(lines), lines)
+
+    prepared = prepare_ids(path, tmp_path / "out", on_invalid="skip", max_ids_per_job=997, block_size=256)
+
+    assert [i for chunk in chunk_ids(prepared) for i in chunk] == valid
+    assert [c.ids for c in prepared.chunks] == [997] * (len(valid) // 997) + [len(valid) % 997]
+    assert rejects_of(prepared) == rejects
+    assert (prepared.counts.read, prepared.counts.valid, prepared.counts.invalid) == (
+        6000,
+        len(valid),
+        len(rejects),
+    )
+    with pytest.raises(InvalidIdsError) as caught:
+        validate_ids(path, block_size=256)
+    assert [(s.line, s.value) for s in caught.value.samples] == [(int(n), v) for n, v, _ in rejects[:5]]
+    assert caught.value.total == len(rejects)
+
+
+@pytest.mark.usefixtures("shuffled_batches")
+@pytest.mark.parametrize("kind", ["int", "string"])
+def test_many_small_parquet_batches_keep_row_numbers_and_rejects_in_order(tmp_path: Path, kind: str) -> None:
+    rng = random.Random(13)
+    values: list[object] = [
+        rng.choice([None, 0, -7]) if rng.random() < 0.05 else rng.randrange(1, 2**63) for _ in range(5000)
+    ]
+    if kind == "string":
+        values = [None if v is None else f"{v:03d}" for v in values]
+    path = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"id": values}), path, row_group_size=1000)
+    valid, rejects = expected_pass(values, [str(v) for v in values])
+
+    prepared = prepare_ids(path, tmp_path / "out", on_invalid="skip", block_size=16 * 7)  # 7 rows a batch
+
+    assert [i for chunk in chunk_ids(prepared) for i in chunk] == valid
+    assert rejects_of(prepared) == rejects
+    assert prepared.counts.read == 5000
+
+
+def test_a_read_error_is_raised_after_the_batches_read_before_it(tmp_path: Path) -> None:
+    first = write_text(tmp_path / "a.txt", "1\nbad\n2\n")
+    broken = write_text(tmp_path / "b.parquet.gz", b"")
+    rejects = tmp_path / "rejects.csv"
+
+    with pytest.raises(ValueError, match="compress internally"):
+        prepare_ids([first, broken], tmp_path / "out", on_invalid="skip", rejects_path=rejects)
+
+    assert rejects.read_text().splitlines()[1:] == [f"{first},2,bad,not a decimal number"]
+    assert not list((tmp_path / "out").glob("ids-*"))
 
 
 # --- Chunking --------------------------------------------------------------------------------------------
