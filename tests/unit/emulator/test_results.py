@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import collections
 import json
+import random
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from airflow_provider_xcompliance.emulator import EmulatorHandle, run_emulator
+from airflow_provider_xcompliance.emulator import EmulatorHandle, results, run_emulator
 from airflow_provider_xcompliance.emulator.results import (
     GroundTruthSource,
     ProcessingOutcome,
@@ -231,6 +233,79 @@ def test_each_flagged_id_is_written_once_in_order_of_first_upload(tmp_path: Path
 
     assert written == flagged("tweets", ids)
     assert (outcome.ids, outcome.results) == (len(repeated), len(written))
+
+
+def test_blocks_stay_valid_until_as_many_more_as_there_are_buffers(tmp_path: Path) -> None:
+    content = b"\xef\xbb\xbf" + b"".join(b"%d\n" % n for n in range(1, 400)) + b"7" * 300 + b"\n12\n3"
+    upload_file = tmp_path / "upload.txt"
+    upload_file.write_bytes(content)
+    held: list[tuple[memoryview, bytes]] = []
+
+    for block in results._line_blocks(upload_file, 64, buffers=3):
+        held = [*held[-2:], (block, bytes(block))]
+        assert [bytes(view) for view, _ in held] == [copy for _, copy in held]
+
+    blocks = [bytes(block) for block in results._line_blocks(upload_file, 64, buffers=3)]
+    assert b"".join(blocks) == content[3:]
+    assert all(block.endswith(b"\n") for block in blocks[:-1])
+
+
+def ground_truth(tmp_path: Path, ids: list[int]) -> GroundTruthSource:
+    """Records for every third ID; one in two limited to ``tweets`` jobs, the others to ``users`` ones."""
+    path = tmp_path / "truth.jsonl"
+    lines = [
+        json.dumps({"id": str(i), "type": ("tweets", "users")[n % 2], "action": "delete", "n": n})
+        for n, i in enumerate(ids[::3])
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return GroundTruthSource(path)
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+@pytest.mark.parametrize("kind", ["rule", "ground truth"])
+def test_parallel_processing_writes_what_one_thread_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crlf: bool, kind: str
+) -> None:
+    rng = random.Random(21)
+    ids = [int(r["id"]) for r in flagged("tweets")[:300]] + list(SNOWFLAKES[:3000])
+    lines = [
+        str(rng.choice(ids)) if rng.random() < 0.95 else rng.choice(["x", "", "-1", "0042 "])
+        for _ in range(8000)
+    ]
+    upload_file = tmp_path / "upload.txt"
+    upload_file.write_text("\r\n".join(lines) + "\r\n")
+    source = RuleSource() if kind == "rule" else ground_truth(tmp_path, ids)
+    parse = results._parse_block
+
+    def late_parse(block: memoryview) -> tuple[np.ndarray, int, int]:
+        time.sleep(rng.choice((0, 0, 0.003)))  # blocks finish out of order
+        return parse(block)
+
+    monkeypatch.setattr(results, "_parse_block", late_parse)
+    written: dict[int, tuple[ProcessingOutcome, bytes, bytes]] = {}
+    for workers in (1, 4):
+        monkeypatch.setattr(results, "_WORKERS", workers)
+        out, truth = tmp_path / f"{workers}.results", tmp_path / f"{workers}.truth"
+        outcome = process_upload(
+            upload_file, out, truth, job_type="tweets", source=source, crlf=crlf, block_size=256
+        )
+        written[workers] = (outcome, out.read_bytes(), truth.read_bytes())
+
+    assert written[4] == written[1]
+    outcome, served, truth_bytes = written[4]
+    first_sightings = list(
+        dict.fromkeys(int(line) for line in lines if parse_id_line(line.encode()) is not None)
+    )
+    if isinstance(source, GroundTruthSource):
+        expected = [r for r in (source.record("tweets", i) for i in first_sightings) if r is not None]
+    else:
+        expected = flagged("tweets", first_sightings)
+    assert [json.loads(line) for line in truth_bytes.splitlines()] == expected
+    assert served.count(b"\r\n") == (len(expected) if crlf else 0)
+    assert (outcome.ids, outcome.results) == (
+        sum(parse_id_line(line.encode()) is not None for line in lines),
+        len(expected),
+    )
 
 
 @pytest.mark.parametrize(
