@@ -226,20 +226,23 @@ def _text(words: np.ndarray, length: np.ndarray) -> list[np.ndarray]:
     ]
 
 
-def _parse(
-    block: bytes | bytearray, data: np.ndarray, starts: np.ndarray, ends: np.ndarray, id_type: str
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(which lines have the shape and parse, their columns); see the module doc for what is checked."""
-    ok = ends + _READ_AHEAD <= len(block)  # the last line of a block goes the general way
+def _id_and_action(
+    block: bytes | bytearray, starts: np.ndarray, id_type: str
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
+    """(which lines open as the template does, their ids, their action keys, where each action ends).
 
+    Each field is read in its own function: the windows of a block's lines are tens of MiB, and a window
+    is freed as soon as its field is read.
+    """
     head = _gather(block, starts, 32)  # {"id":" and the id
-    ok &= _starts_with(head, _OPEN)
+    ok = _starts_with(head, _OPEN)
     flags = _non_digits(head)
     flags[0] &= ~_U64(_LOW_BYTES[len(_OPEN)] & int(_HIGH_BITS))  # the opening text is no id
     id_length = _first_flagged(flags) - len(_OPEN)
     ok &= (id_length >= 1) & (id_length <= 19)
     if id_type != "int64":  # "007" stays "007": the general path keeps such ids as written
         ok &= (id_length == 1) | ((head[0] >> _U64(56)) != _U64(ord("0")))
+    del head, flags
     id_end = starts + len(_OPEN) + id_length
     ok &= id_end >= 24  # the id's window starts inside the block (not so only on a block's first line)
 
@@ -251,40 +254,56 @@ def _parse(
     if id_type == "int64":
         ok &= ids <= _INT64_MAX
     ok &= _starts_with(around_id[3:], _ACTION)
-    action = _shifted(around_id[4:], len(_ACTION) - 8)  # 3 words from the action's first byte: a quote
-    # within its first 17 bytes ends it (none there: too long for this path)
+    # 3 words from the action's first byte: a quote within its first 17 bytes ends it
+    action = _shifted(around_id[4:], len(_ACTION) - 8)
     action_length = _first_flagged(_quotes(action))
     ok &= (action_length >= 1) & (action_length <= _MAX_TEXT)
-    action_start = id_end + len(_ACTION)
-    action_end = action_start + action_length
+    return ok, ids, _text(action, action_length), id_end + len(_ACTION) + action_length
 
-    after_action = _gather(block, action_end, 48)  # ","created_at":" and the timestamp
-    ok &= _starts_with(after_action, _CREATED)
-    created_ok, created_length, created_at = _timestamps(after_action[2:])
-    ok &= created_ok
-    created_end = action_end + len(_CREATED) + created_length
 
-    after_created = _gather(block, created_end + 1, 48)  # past the quote: the timestamp is word-aligned
-    redacted = _starts_with(after_created, _REDACTED[1:])
-    redacted_ok, redacted_length, redacted_at = _timestamps(after_created[2:])
-    ok &= ~redacted | redacted_ok
-    reason_text = np.where(redacted, created_end + len(_REDACTED) + redacted_length, created_end)
+def _timestamp_after(
+    block: bytes | bytearray, text_start: np.ndarray, text: bytes
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(whether ``text`` starts at ``text_start``, whether a timestamp follows it, where that ends, its
+    milliseconds). ``text`` must be 16 bytes: the timestamp is then word-aligned in the window."""
+    window = _gather(block, text_start, 48)
+    ok, length, millis = _timestamps(window[2:])
+    return _starts_with(window, text), ok, text_start + len(text) + length, millis
 
-    tail = _gather(block, reason_text + 1, 40)  # past the quote: ,"reason":" and the reason
-    ok &= _starts_with(tail, _REASON[1:])
+
+def _reason(
+    block: bytes | bytearray, text_start: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """(whether ``,"reason":"`` and a reason start at ``text_start``, the reason keys, where it ends)."""
+    tail = _gather(block, text_start, 40)
+    ok = _starts_with(tail, _REASON[1:])
     reason = _shifted(tail[1:], len(_REASON) - 1 - 8)  # 3 words from the reason's first byte
-    reason_length = _first_flagged(_quotes(reason))
-    ok &= (reason_length >= 1) & (reason_length <= _MAX_TEXT)
-    reason_start = reason_text + len(_REASON)
-    reason_end = reason_start + reason_length  # the closing quote
-    ok &= (reason_end + len(_CLOSE) == ends) & (data[np.minimum(reason_end + 1, len(data) - 1)] == ord("}"))
+    length = _first_flagged(_quotes(reason))
+    ok &= (length >= 1) & (length <= _MAX_TEXT)
+    return ok, _text(reason, length), text_start + len(_REASON) - 1 + length
+
+
+def _parse(
+    block: bytes | bytearray, data: np.ndarray, starts: np.ndarray, ends: np.ndarray, id_type: str
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(which lines have the shape and parse, their columns); see the module doc for what is checked."""
+    ok, ids, action, action_end = _id_and_action(block, starts, id_type)
+    ok &= ends + _READ_AHEAD <= len(block)  # else a window would reach past the block: see parse_api_lines
+    created_text, created_ok, created_end, created_at = _timestamp_after(block, action_end, _CREATED)
+    ok &= created_text & created_ok
+    # past the quote that ends created_at: ,"redacted_at":" is 16 bytes
+    redacted, redacted_ok, redacted_end, redacted_at = _timestamp_after(block, created_end + 1, _REDACTED[1:])
+    ok &= ~redacted | redacted_ok
+    reason_ok, reason, reason_end = _reason(block, np.where(redacted, redacted_end, created_end) + 1)
+    ok &= reason_ok & (reason_end + len(_CLOSE) == ends)
+    ok &= data[np.minimum(reason_end + 1, len(data) - 1)] == ord("}")
     return ok, {
         "id": ids,
         "created_at": created_at,
         "redacted_at": np.where(redacted, redacted_at, 0),
         "redacted": redacted,
-        **{f"action_{i}": key for i, key in enumerate(_text(action, action_length))},
-        **{f"reason_{i}": key for i, key in enumerate(_text(reason, reason_length))},
+        **{f"action_{i}": key for i, key in enumerate(action)},
+        **{f"reason_{i}": key for i, key in enumerate(reason)},
     }
 
 

@@ -6,15 +6,28 @@ the caller consumes results in input order, with a bounded number in flight (bou
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from typing import TypeVar
 
+import pyarrow as pa
+
 K = TypeVar("K")
 T = TypeVar("T")
 
-__all__ = ["in_order"]
+__all__ = ["WORKERS", "WORKER_MEMORY_POOL", "in_order"]
+
+WORKERS = min(os.cpu_count() or 1, 4)
+"""Worker threads for CPU-bound blocks: one a core; at most 4, because the consuming thread (reading,
+counting, writing in order) cannot feed more, and each block in flight holds a few MiB."""
+
+WORKER_MEMORY_POOL = pa.system_memory_pool()
+"""Where the worker threads' Arrow kernels allocate: malloc, not pyarrow's default mimalloc, whose
+per-thread pages (freed by another thread) cost kernel time and memory here. Measured on 20M Parquet IDs,
+two threads: 0.24 s of system CPU instead of 0.58, peak RSS 268 MiB instead of 303; on 10M result lines
+with 3 % bad ones: peak RSS 346 MiB instead of 371."""
 
 
 def in_order(pool: Executor, calls: Iterable[tuple[K, Callable[[], T]]], ahead: int) -> Iterator[tuple[K, T]]:

@@ -52,7 +52,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from airflow_provider_xcompliance.concurrency import in_order
+from airflow_provider_xcompliance.concurrency import WORKER_MEMORY_POOL, WORKERS, in_order
 from airflow_provider_xcompliance.exceptions import InvalidIdsError
 from airflow_provider_xcompliance.paths import OpenablePath, as_path
 
@@ -78,16 +78,6 @@ MAX_LINE_BYTES = 1 << 16
 MAX_SAMPLES = 5
 """Invalid lines quoted in an :class:`InvalidIdsError`."""
 CHUNK_PREFIX = "ids-"
-WORKERS = min(os.cpu_count() or 1, 4)
-"""Threads that check and format batches (pyarrow and numpy release the GIL in their kernels). One per
-core, since the work is CPU-bound; at most 4, because the caller's thread (reading, counting, writing)
-cannot feed more, and each batch in flight holds a few MiB."""
-
-_POOL = pa.system_memory_pool()
-"""Where the worker threads' kernels allocate: malloc, not pyarrow's default mimalloc, whose per-thread pages
-cost kernel time and memory here (20M Parquet IDs, two threads: 0.58 s of system CPU instead of 0.24,
-peak RSS 303 MiB instead of 268, 1.17 s instead of 0.93 s of wall time)."""
-
 _WHITESPACE = b" \t\r\n\v\f"
 _BOM = b"\xef\xbb\xbf"
 _GLOB_MAGIC = re.compile(r"[*?\[]")
@@ -268,7 +258,7 @@ def _text_values(ids: bytes) -> np.ndarray:
     strings = pa.LargeStringArray.from_buffers(
         len(newlines), pa.py_buffer(offsets), pa.py_buffer(ids.replace(b"\n", b"0"))
     )
-    return pc.cast(strings, pa.uint64(), memory_pool=_POOL).to_numpy()
+    return pc.cast(strings, pa.uint64(), memory_pool=WORKER_MEMORY_POOL).to_numpy()
 
 
 def _clean_text_block(block: bytes) -> tuple[bytes, int, np.ndarray | None] | None:
@@ -368,7 +358,7 @@ def _ids_text(values: np.ndarray) -> bytes:
     """uint64 IDs as ``digits\\n`` lines (vectorised: one cast, one join)."""
     if not len(values):
         return b""
-    return _as_lines(pc.cast(pa.array(values, pa.uint64()), pa.string(), memory_pool=_POOL))
+    return _as_lines(pc.cast(pa.array(values, pa.uint64()), pa.string(), memory_pool=WORKER_MEMORY_POOL))
 
 
 def _as_lines(strings: pa.Array) -> bytes:
@@ -376,7 +366,7 @@ def _as_lines(strings: pa.Array) -> bytes:
     kind = strings.type
     # a fresh array: its offsets start at 0
     lines = pc.binary_join_element_wise(
-        strings, pa.scalar(b"", kind), pa.scalar(b"\n", kind), memory_pool=_POOL
+        strings, pa.scalar(b"", kind), pa.scalar(b"\n", kind), memory_pool=WORKER_MEMORY_POOL
     )
     width = 8 if pa.types.is_large_string(lines.type) or pa.types.is_large_binary(lines.type) else 4
     end = int.from_bytes(lines.buffers()[1][width * len(lines) : width * (len(lines) + 1)], "little")
@@ -386,15 +376,19 @@ def _as_lines(strings: pa.Array) -> bytes:
 
 def _int_column(source: str, first_row: int, column: pa.Array) -> IdBatch:
     """Integers need no parsing, only a range check: 1 to 10**19 - 1."""
-    present = pc.is_valid(column, memory_pool=_POOL).to_numpy(zero_copy_only=False)
-    numbers = pc.coalesce(column, pa.scalar(1, column.type), memory_pool=_POOL)
-    checks = [(pc.equal(numbers, pa.scalar(0, column.type), memory_pool=_POOL), "zero is not an ID")]
+    present = pc.is_valid(column, memory_pool=WORKER_MEMORY_POOL).to_numpy(zero_copy_only=False)
+    numbers = pc.coalesce(column, pa.scalar(1, column.type), memory_pool=WORKER_MEMORY_POOL)
+    checks = [
+        (pc.equal(numbers, pa.scalar(0, column.type), memory_pool=WORKER_MEMORY_POOL), "zero is not an ID")
+    ]
     if pa.types.is_signed_integer(column.type):
-        checks.append((pc.less(numbers, pa.scalar(0, column.type), memory_pool=_POOL), "signed"))
+        checks.append((pc.less(numbers, pa.scalar(0, column.type), memory_pool=WORKER_MEMORY_POOL), "signed"))
     if column.type == pa.uint64():
         checks.append(
             (
-                pc.greater(numbers, pa.scalar(10**MAX_ID_DIGITS - 1, pa.uint64()), memory_pool=_POOL),
+                pc.greater(
+                    numbers, pa.scalar(10**MAX_ID_DIGITS - 1, pa.uint64()), memory_pool=WORKER_MEMORY_POOL
+                ),
                 f"more than {MAX_ID_DIGITS} digits",
             )
         )
@@ -407,8 +401,8 @@ def _int_column(source: str, first_row: int, column: pa.Array) -> IdBatch:
     invalid = tuple(
         InvalidId(source, first_row + i, str(column[i].as_py()), reasons[i], "row") for i in sorted(reasons)
     )
-    kept = pc.filter(column, pa.array(keep, memory_pool=_POOL), memory_pool=_POOL)
-    values = pc.cast(kept, pa.uint64(), memory_pool=_POOL).to_numpy(zero_copy_only=False)
+    kept = pc.filter(column, pa.array(keep, memory_pool=WORKER_MEMORY_POOL), memory_pool=WORKER_MEMORY_POOL)
+    values = pc.cast(kept, pa.uint64(), memory_pool=WORKER_MEMORY_POOL).to_numpy(zero_copy_only=False)
     blank = len(column) - int(present.sum())
     return IdBatch(source, first_row, len(column), _ids_text(values), len(values), blank, invalid, values)
 
@@ -416,7 +410,7 @@ def _int_column(source: str, first_row: int, column: pa.Array) -> IdBatch:
 def _string_column(source: str, first_row: int, column: pa.Array) -> IdBatch:
     """Strings take the text path: the cells, one per line, are validated like the lines of a file
     (null cells become blank lines). A cell holding a newline would shift the rows: then cell by cell."""
-    text = _as_lines(pc.coalesce(column, pa.scalar(b"", column.type), memory_pool=_POOL))
+    text = _as_lines(pc.coalesce(column, pa.scalar(b"", column.type), memory_pool=WORKER_MEMORY_POOL))
     if text.count(b"\n") == len(column):
         return _text_batch(source, first_row, text, "row")
     out: list[bytes] = []

@@ -71,7 +71,7 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from airflow_provider_xcompliance.api_lines import parse_api_lines
-from airflow_provider_xcompliance.concurrency import in_order
+from airflow_provider_xcompliance.concurrency import WORKER_MEMORY_POOL, WORKERS, in_order
 from airflow_provider_xcompliance.exceptions import ResultsRejectedError
 from airflow_provider_xcompliance.models import JobType, parse_api_time
 from airflow_provider_xcompliance.paths import OpenablePath, PathInput, as_path
@@ -123,12 +123,9 @@ _TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 _DICT = pa.dictionary(pa.int32(), pa.string())
-_SPILL_FIELDS = [
-    ("reason", pa.int32()),
-    ("created_at", TIMESTAMP),
-    ("redacted_at", TIMESTAMP),
-    ("source", pa.int32()),
-]
+# Spill records (the dedupe check): an id and its row in its action's table.
+_INT_KEYS = np.dtype([("id", "<i8"), ("row", "<i8")])
+_STRING_KEYS = np.dtype([("id", "<u8"), ("digits", "<i4"), ("row", "<i8")])
 
 
 def output_schema(id_type: IdType = "int64") -> pa.Schema:
@@ -306,11 +303,21 @@ def _normalise_sources(sources: Any, job_id: str | None) -> list[tuple[Any, str,
 
 
 @dataclasses.dataclass
-class _Block:
-    """A parsed block: valid rows (string action/reason, dictionary-encoded) and rejected lines."""
+class _Part:
+    """One action's rows of a block, ready to write, with what the run keeps of them."""
 
-    rows: pa.Table  # ordered by (action, bucket)
-    counts: np.ndarray  # rows per (index into the block's action dictionary, bucket)
+    action: str
+    table: pa.Table  # in the output schema, ordered by (hash bucket of id, line)
+    counts: _TableCounts
+    keys: np.ndarray  # spill records: the id (dedupe key) and the row in this part, in the same order
+    bucket_sizes: list[int]  # records per hash bucket
+
+
+@dataclasses.dataclass
+class _Block:
+    """A parsed block: its rows split by action, and its rejected lines."""
+
+    parts: list[_Part]
     rejects: list[tuple[int, str]]  # (line index in block, the reject record after its line number)
     reject_reasons: Counter[str]
     physical_lines: int
@@ -319,12 +326,21 @@ class _Block:
 
 def _array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     """One contiguous array: several pyarrow constructors take a slow per-value path for chunked input."""
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return (
+        column.combine_chunks(memory_pool=WORKER_MEMORY_POOL)
+        if isinstance(column, pa.ChunkedArray)
+        else column
+    )
 
 
 def _read_json(data: _Bytes | pa.Buffer) -> pa.Table:
     options = pj.ReadOptions(use_threads=False, block_size=max(len(data), 1 << 16) + 1)
-    table = pj.read_json(pa.BufferReader(data), read_options=options, parse_options=_PARSE_OPTIONS)
+    table = pj.read_json(
+        pa.BufferReader(data),
+        read_options=options,
+        parse_options=_PARSE_OPTIONS,
+        memory_pool=WORKER_MEMORY_POOL,
+    )
     if not (
         isinstance(data, (bytes, bytearray)) and data.isascii()
     ):  # ASCII is valid UTF-8: nothing to check
@@ -340,6 +356,9 @@ def _line_offsets(newlines: np.ndarray) -> np.ndarray:
 
 def _normalise_line(raw: _Bytes) -> bytes | str:
     """One odd line, rewritten as a flat all-string JSON object, or the reason it is rejected."""
+    text = raw.strip(b" \t\r\n")
+    if text.startswith(b"{") and not text.endswith(b"}"):  # an object that does not end: cut off
+        return "malformed_json"
     try:
         obj = json.loads(raw)
     except ValueError:
@@ -536,7 +555,7 @@ def _parse_block(
         rest_data, rest_offsets = _joined(_lines_array(block, offsets).filter(pa.array(rest)))
         rest_block = rest_data.to_pybytes()
     table, row_lines, line_rejects, blank = _parse_general(rest_block, rest_offsets)
-    rows, row_rejects = _validate(table.combine_chunks(), id_type)
+    rows, row_rejects = _validate(table.combine_chunks(memory_pool=WORKER_MEMORY_POOL), id_type)
     parts.append(rows)
     part_lines.append(rest_lines[np.delete(row_lines, [row for row, _ in row_rejects])])
     rejects = [(int(rest_lines[i]), reason) for i, reason in line_rejects]
@@ -544,26 +563,97 @@ def _parse_block(
     return pa.concat_tables(parts), np.concatenate(part_lines), rejects, blank
 
 
-def _convert_block(block: _Bytes, id_type: IdType, buckets: int) -> _Block:
-    """Parse, validate and bucket one block of whole lines (worker thread; numpy and pyarrow release the
-    GIL)."""
+def _convert_block(block: _Bytes, id_type: IdType, buckets: int, job_id: str | None, job_type: str) -> _Block:
+    """Parse, validate, bucket and split one block of whole lines by action (worker thread; numpy and
+    pyarrow release the GIL)."""
     newlines = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
     count = len(newlines)
     offsets = _line_offsets(newlines)
     rows, row_lines, found, blank = _parse_block(block, offsets, id_type)
     found.sort()
-    rejects = [
-        (index, _reject_record(reason, block[offsets[index] : offsets[index + 1]])) for index, reason in found
+    rejects = _reject_records(block, offsets, found)
+    rows, counts = _partition(rows.combine_chunks(memory_pool=WORKER_MEMORY_POOL), row_lines, buckets)
+    parts = _split(rows, counts, id_type, job_id, job_type)
+    return _Block(parts, rejects, Counter(reason for _, reason in found), count, blank)
+
+
+def _split(
+    rows: pa.Table, counts: np.ndarray, id_type: IdType, job_id: str | None, job_type: str
+) -> list[_Part]:
+    """The rows (ordered by action, bucket, line) as one table part per action."""
+    parts = []
+    start = 0
+    schema = output_schema(id_type)
+    for local, action in enumerate(_array(rows["action"]).dictionary.to_pylist()):
+        size = int(counts[local].sum())
+        if not size:
+            continue
+        part = rows.slice(start, size)
+        start += size
+        if 2 * size < rows.num_rows:  # copy, or the writer's buffered slice would keep the whole block alive
+            part = pc.take(part, pa.array(np.arange(size)), memory_pool=WORKER_MEMORY_POOL)
+        table = pa.Table.from_arrays(
+            [
+                part["id"],
+                _constant(action, size),
+                part["reason"],
+                part["created_at"],
+                part["redacted_at"],
+                _constant(job_id, size),
+                _constant(job_type, size),
+            ],
+            schema=schema,
+        )
+        table_counts = _TableCounts()
+        table_counts.add(table)
+        parts.append(
+            _Part(action, table, table_counts, _spill_keys(_array(part["id"])), counts[local].tolist())
+        )
+    return parts
+
+
+def _spill_keys(ids: pa.Array) -> np.ndarray:
+    """Spill records of a part: what identifies each id, and its row (0, 1, ...; the run adds the offset).
+
+    A string id is its number and its digit count: "007" and "7" differ, as strings do.
+    """
+    if ids.type == pa.string():
+        keys = np.empty(len(ids), _STRING_KEYS)
+        keys["id"] = pc.cast(ids, pa.uint64()).to_numpy()
+        keys["digits"] = pc.binary_length(ids).to_numpy()
+    else:
+        keys = np.empty(len(ids), _INT_KEYS)
+        keys["id"] = ids.to_numpy()
+    keys["row"] = np.arange(len(ids))
+    return keys
+
+
+def _reject_records(
+    block: _Bytes, offsets: np.ndarray, found: list[tuple[int, str]]
+) -> list[tuple[int, str]]:
+    """Each rejected line's JSON fields after ``source`` and ``line`` (built in the worker).
+
+    The raw texts are JSON-encoded in one call, as a list: an encoded string holds no unescaped quote, so
+    ``","`` occurs in the list's text only between two of them. Characters that Python's ``splitlines``
+    takes for line ends are escaped too, so every reader sees one record per line.
+    """
+    if not found:
+        return []
+    starts = offsets.tolist()
+    raws = [bytes(block[starts[index] : starts[index + 1]]).rstrip(b"\r\n") for index, _ in found]
+    texts = [raw[:_RAW_LIMIT].decode("utf-8", errors="replace") for raw in raws]
+    listed = json.dumps(texts, ensure_ascii=False, separators=(",", ":"))
+    for breaking in ("\x85", "\u2028", "\u2029"):
+        if breaking in listed:
+            listed = listed.replace(breaking, f"\\u{ord(breaking):04x}")
+    encoded = listed[2:-2].split('","')
+    return [
+        (
+            index,
+            f',"reason":"{reason}","raw":"{text}","cut":{"true" if len(raw) > _RAW_LIMIT else "false"}}}\n',
+        )
+        for (index, reason), raw, text in zip(found, raws, encoded, strict=True)
     ]
-    rows, counts = _partition(rows.combine_chunks(), row_lines, buckets)
-    return _Block(rows, counts, rejects, Counter(reason for _, reason in found), count, blank)
-
-
-def _reject_record(reason: str, raw: _Bytes) -> str:
-    """A reject's JSON fields after ``source`` and ``line`` (built in the worker, off the main thread)."""
-    text = raw[:_RAW_LIMIT].rstrip(b"\r\n").decode("utf-8", errors="replace")
-    cut = "true" if len(raw.rstrip(b"\r\n")) > _RAW_LIMIT else "false"
-    return f',"reason":"{reason}","raw":{json.dumps(text, ensure_ascii=False)},"cut":{cut}}}\n'
 
 
 def _validate(table: pa.Table, id_type: IdType) -> tuple[pa.Table, list[tuple[int, str]]]:
@@ -623,7 +713,7 @@ def _partition(rows: pa.Table, lines: np.ndarray, buckets: int) -> tuple[pa.Tabl
     else:
         order = np.lexsort((lines, key))
     if (order[1:] < order[:-1]).any():
-        rows = rows.take(pa.array(order))
+        rows = pc.take(rows, pa.array(order), memory_pool=WORKER_MEMORY_POOL)
     return rows, counts
 
 
@@ -662,26 +752,6 @@ def _blocks(stream: IO[bytes], size: int) -> Iterator[bytearray]:
 # --- The conversion ---------------------------------------------------------------------------------------
 
 
-class _Vocabulary:
-    """Global dictionary codes for action/reason values, so spill files need only int32 codes."""
-
-    def __init__(self, seed: Iterable[str] = ()) -> None:
-        self.codes: dict[str, int] = {}
-        for value in seed:
-            self.code(value)
-
-    def code(self, value: str) -> int:
-        return self.codes.setdefault(value, len(self.codes))
-
-    def encode(self, column: pa.ChunkedArray | pa.Array) -> pa.Array:
-        array = _array(column)
-        mapping = pa.array([self.code(v) for v in array.dictionary.to_pylist()], pa.int32())
-        return pc.take(mapping, array.indices)
-
-    def values(self) -> pa.Array:
-        return pa.array(list(self.codes), pa.string())
-
-
 @dataclasses.dataclass
 class _TableCounts:
     """Rows, reasons and value ranges written to one action's table."""
@@ -689,6 +759,13 @@ class _TableCounts:
     rows: int = 0
     reasons: Counter[str] = dataclasses.field(default_factory=Counter)
     ranges: dict[str, tuple[Any, Any]] = dataclasses.field(default_factory=dict)
+
+    def merge(self, other: _TableCounts) -> None:
+        self.rows += other.rows
+        self.reasons.update(other.reasons)
+        for name, (low, high) in other.ranges.items():
+            old = self.ranges.get(name)
+            self.ranges[name] = (min(old[0], low), max(old[1], high)) if old else (low, high)
 
     def add(self, part: pa.Table) -> None:
         self.rows += part.num_rows
@@ -739,7 +816,7 @@ def results_to_parquet(
     staging = final.parent / f".{final.name}.staging-{uuid.uuid4().hex[:12]}"
     sizes = [_size(path) for path, _, _ in inputs]
     buckets = _bucket_count(None if None in sizes else sum(s or 0 for s in sizes))
-    threads = workers or min(os.cpu_count() or 1, 4)
+    threads = workers or WORKERS
 
     staging.mkdir(parents=True, exist_ok=True)
     try:
@@ -780,7 +857,8 @@ def _constant(value: str | None, length: int) -> pa.DictionaryArray:
     """A dictionary column holding one value (or null) on every row: a few bytes however long."""
     if value is None:
         return pa.DictionaryArray.from_arrays(pa.nulls(length, pa.int32()), pa.array([], pa.string()))
-    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(length, np.int32)), pa.array([value]))
+    zeros = pa.Array.from_buffers(pa.int32(), length, [None, pa.py_buffer(np.zeros(length, np.int32))])
+    return pa.DictionaryArray.from_arrays(zeros, pa.array([value]))
 
 
 class _TableWriter:
@@ -801,7 +879,7 @@ class _TableWriter:
 
     def flush(self) -> None:
         if self._parts:
-            rows = pa.concat_tables(self._parts).unify_dictionaries()
+            rows = pa.concat_tables(self._parts).unify_dictionaries(memory_pool=WORKER_MEMORY_POOL)
             self._writer.write_table(rows, row_group_size=_ROW_GROUP_ROWS)
             self._parts, self._rows = [], 0
 
@@ -811,10 +889,17 @@ class _TableWriter:
         finally:
             self._stack.close()
 
+    def __enter__(self) -> _TableWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class _Conversion:
-    """One run. Tables are written while the input is read; rows are also spilled per (action, bucket) so
-    that duplicates, once found (a cheap sort per spill file), are collapsed by rewriting that table alone.
+    """One run. Tables are written while the input is read; each row's id is also spilled with its row
+    number, per (action, hash bucket of id). Duplicates, once found (a cheap sort per spill file), are
+    dropped by rewriting that table alone.
     """
 
     def __init__(
@@ -831,12 +916,12 @@ class _Conversion:
         self.inputs, self.staging, self.job_type, self.id_type = inputs, staging, job_type, id_type
         self.buckets, self.pool, self.ahead, self.scratch = buckets, pool, ahead, scratch
         self.schema = output_schema(id_type)
-        self.spill_schema = pa.schema([self.schema.field("id").with_nullable(True), *_SPILL_FIELDS])
-        self.actions, self.reasons = _Vocabulary(KNOWN_ACTIONS), _Vocabulary()
+        self.keys = _STRING_KEYS if id_type == "string" else _INT_KEYS
         self.stats = _Stats()
-        self.spills: dict[tuple[int, int], Path] = {}
-        self._spill_writers: dict[tuple[int, int], pa.ipc.RecordBatchStreamWriter] = {}
+        self.spills: dict[tuple[str, int], Path] = {}
+        self._spill_files: dict[tuple[str, int], IO[bytes]] = {}
         self._tables: dict[str, _TableWriter] = {}
+        self._rows: Counter[str] = Counter()  # rows written to each table so far
         self._stack = ExitStack()
 
     def __enter__(self) -> _Conversion:
@@ -846,15 +931,18 @@ class _Conversion:
         self._stack.close()
 
     def read(self, rejects_out: IO[str]) -> None:
-        """Phase 1: parse blocks in the pool, in order: rejects, table rows and spill rows."""
+        """Phase 1: parse blocks in the pool, in order: rejects, table rows and spill records."""
         for action in KNOWN_ACTIONS:
             self._table(action)  # empty tables with the schema even when no row has the action
 
         def calls() -> Iterator[tuple[tuple[int, str], Callable[[], _Block]]]:
-            for source, (path, name, _) in enumerate(self.inputs):
+            for source, (path, name, job_id) in enumerate(self.inputs):
                 with path.open("rb") as stream:
                     for block in _blocks(stream, _BLOCK_BYTES):
-                        yield (source, name), partial(_convert_block, block, self.id_type, self.buckets)
+                        convert = partial(
+                            _convert_block, block, self.id_type, self.buckets, job_id, self.job_type
+                        )
+                        yield (source, name), convert
 
         next_line = [1] * len(self.inputs)
         for (source, name), block in in_order(self.pool, calls(), self.ahead):
@@ -866,54 +954,25 @@ class _Conversion:
             if block.rejects:
                 prefix = f'{{"source":{json.dumps(name)},"line":'
                 rejects_out.write("".join(f"{prefix}{first_line + i}{rest}" for i, rest in block.rejects))
-            if block.rows.num_rows:
-                self._consume(source, block)
+            for part in block.parts:
+                self._consume(part)
         for writer in self._tables.values():
             writer.flush()
 
-    def _consume(self, source: int, block: _Block) -> None:
-        rows = block.rows
-        self.stats.valid += rows.num_rows
-        spill = pa.table(
-            [
-                rows["id"],
-                self.reasons.encode(rows["reason"]),
-                rows["created_at"],
-                rows["redacted_at"],
-                pa.array(np.full(rows.num_rows, source, np.int32)),
-            ],
-            schema=self.spill_schema,
-        )
-        job = self.inputs[source][2]
+    def _consume(self, part: _Part) -> None:
+        self.stats.valid += part.table.num_rows
+        self._table(part.action).write(part.table)
+        self.stats.tables[part.action].merge(part.counts)
+        part.keys["row"] += self._rows[part.action]
+        self._rows[part.action] += part.table.num_rows
         start = 0
-        for local, action in enumerate(_array(rows["action"]).dictionary.to_pylist()):
-            size = int(block.counts[local].sum())
-            part = rows.slice(start, size)
-            if 2 * size < rows.num_rows:  # copy, or a buffered slice would keep the whole block alive
-                part = part.take(pa.array(np.arange(size)))
-            table = pa.Table.from_arrays(
-                [
-                    part["id"],
-                    _constant(action, size),
-                    part["reason"],
-                    part["created_at"],
-                    part["redacted_at"],
-                    _constant(job, size),
-                    _constant(self.job_type, size),
-                ],
-                schema=self.schema,
-            )
-            self._table(action).write(table)
-            self.stats.tables[action].add(table)
-            code = self.actions.code(action)
-            for bucket, rows_in_bucket in enumerate(block.counts[local].tolist()):
-                if rows_in_bucket:
-                    self._spill(code, bucket).write_table(spill.slice(start, rows_in_bucket))
-                    start += rows_in_bucket
+        for bucket, size in enumerate(part.bucket_sizes):
+            if size:
+                self._spill(part.action, bucket).write(part.keys[start : start + size].tobytes())
+                start += size
 
     def _table(self, action: str) -> _TableWriter:
         if action not in self._tables:
-            self.actions.code(action)
             folder = self.staging / _table_dir_name(action)
             folder.mkdir(parents=True, exist_ok=True)
             self._tables[action] = _TableWriter(folder / PART_FILE, self.schema)
@@ -921,26 +980,32 @@ class _Conversion:
             self.stats.tables[action] = _TableCounts()
         return self._tables[action]
 
-    def _spill(self, code: int, bucket: int) -> pa.ipc.RecordBatchStreamWriter:
-        key = (code, bucket)
-        if key not in self._spill_writers:
-            self.spills[key] = self.scratch / f"action-{code:03d}-bucket-{bucket:04d}.arrow"
-            writer = pa.ipc.new_stream(str(self.spills[key]), self.spill_schema)
-            self._spill_writers[key] = self._stack.enter_context(writer)
-        return self._spill_writers[key]
+    def _spill(self, action: str, bucket: int) -> IO[bytes]:
+        key = (action, bucket)
+        if key not in self._spill_files:
+            self.spills[key] = self.scratch / f"action-{len(self.spills):04d}-bucket-{bucket:04d}.keys"
+            self._spill_files[key] = self._stack.enter_context(self.spills[key].open("wb"))
+        return self._spill_files[key]
 
     def finish(self) -> list[str]:
         """Phase 2: find duplicates bucket by bucket; rewrite only the tables that have any."""
-        for writer in self._spill_writers.values():
+        for spill in self._spill_files.values():
+            spill.close()
+        for writer in self._tables.values():
             writer.close()
-        for action in list(self._tables):
-            code = self.actions.code(action)
-            files = [path for key, path in sorted(self.spills.items()) if key[0] == code]
-            checks = ((None, partial(_has_duplicates, path)) for path in files)
-            if any(found for _, found in in_order(self.pool, checks, self.ahead)):
-                self._rewrite(action, files)
+        for action in self._tables:
+            files = [path for (spilled, _), path in sorted(self.spills.items()) if spilled == action]
+            checks = ((None, partial(_duplicate_rows, path, self.keys)) for path in files)
+            dropped = np.zeros(0, np.uint8)  # a bit per table row, once a duplicate is found
+            for _, rows in in_order(self.pool, checks, self.ahead):
+                if len(rows):
+                    if not len(dropped):
+                        dropped = np.zeros(self._rows[action] // 8 + 1, np.uint8)
+                    np.bitwise_or.at(dropped, rows >> 3, (1 << (rows & 7)).astype(np.uint8))
             for path in files:
                 path.unlink()
+            if len(dropped):
+                self._rewrite(action, dropped)
         return list(self._tables)
 
     def discard(self) -> list[str]:
@@ -951,64 +1016,43 @@ class _Conversion:
         self.stats.tables.clear()
         return []
 
-    def _rewrite(self, action: str, files: list[Path]) -> None:
-        self._tables[action].close()
+    def _rewrite(self, action: str, dropped: np.ndarray) -> None:
+        """Copy the table without its dropped rows (the bits set in ``dropped``), one row group at a time."""
+        folder = self.staging / _table_dir_name(action)
+        original, rewritten = folder / f".{PART_FILE}.with-duplicates", folder / PART_FILE
+        _move(rewritten, original)
         counts = self.stats.tables[action] = _TableCounts()
-        writer = _TableWriter(self.staging / _table_dir_name(action) / PART_FILE, self.schema)
-        self._tables[action] = writer
-        self._stack.callback(writer.close)
-        loads = ((None, partial(self._collapsed, action, path)) for path in files)
-        for _, part in in_order(self.pool, loads, self.ahead):
-            counts.add(part)
-            writer.write(part)
-        writer.flush()
-
-    def _collapsed(self, action: str, spill: Path) -> pa.Table:
-        """A spill file's rows without duplicates, as table rows (codes back to dictionary columns)."""
-        part = _collapse(_read_spill(spill))
-        jobs = sorted({job for _, _, job in self.inputs if job})
-        job_codes = pa.array([jobs.index(job) if job else None for _, _, job in self.inputs], pa.int32())
-        size = part.num_rows
-        return pa.Table.from_arrays(
-            [
-                part["id"],
-                _constant(action, size),
-                pa.DictionaryArray.from_arrays(_array(part["reason"]), self.reasons.values()),
-                part["created_at"],
-                part["redacted_at"],
-                pa.DictionaryArray.from_arrays(
-                    pc.take(job_codes, _array(part["source"])), pa.array(jobs, pa.string())
-                ),
-                _constant(self.job_type, size),
-            ],
-            schema=self.schema,
-        )
+        writer = _TableWriter(rewritten, self.schema)
+        with original.open("rb") as stream, writer:
+            parquet = pq.ParquetFile(stream)
+            first = 0
+            for group in range(parquet.num_row_groups):
+                rows = parquet.read_row_group(group)
+                bits = np.unpackbits(
+                    dropped[first // 8 : (first + rows.num_rows) // 8 + 1], bitorder="little"
+                )
+                keep = bits[first % 8 : first % 8 + rows.num_rows] == 0
+                first += rows.num_rows
+                rows = rows.filter(pa.array(keep))
+                counts.add(rows)
+                writer.write(rows)
+        _remove_file(original)
 
 
-def _read_spill(path: Path) -> pa.Table:
-    with pa.memory_map(str(path)) as source:
-        return pa.ipc.open_stream(source).read_all()
-
-
-def _has_duplicates(path: Path) -> bool:
-    rows = _read_spill(path)
-    return _collapse(rows).num_rows < rows.num_rows
-
-
-def _collapse(rows: pa.Table) -> pa.Table:
-    """Unique ids of one (action, bucket) spill, first occurrence kept; sorted only if duplicates exist."""
-    ids = _array(rows["id"])
-    if len(ids) < 2:
-        return rows
-    if ids.type == pa.int64():
-        ordered = np.sort(ids.to_numpy())
-        if not (ordered[1:] == ordered[:-1]).any():
-            return rows  # the common case: a cheap sort proves there is nothing to collapse
-    rows = rows.take(pc.sort_indices(ids)).combine_chunks()  # stable: first occurrence first
-    ids = _array(rows["id"])
-    new = np.ones(len(ids), bool)
-    new[1:] = ~pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(zero_copy_only=False)
-    return rows if new.all() else rows.filter(pa.array(new))
+def _duplicate_rows(path: Path, keys: np.dtype) -> np.ndarray:
+    """Rows (in their table) whose id an earlier row of the same spill file has: all but the first."""
+    records = np.fromfile(path, keys)
+    if len(records) < 2:
+        return np.zeros(0, np.int64)
+    ids = np.sort(records["id"])
+    if not (ids[1:] == ids[:-1]).any():
+        return np.zeros(0, np.int64)  # the common case: one sort proves there is nothing to drop
+    fields = [name for name in keys.names or () if name != "row"]
+    records = records[np.lexsort([records[name] for name in ["row", *reversed(fields)]])]
+    same = np.ones(len(records) - 1, bool)
+    for name in fields:
+        same &= records[name][1:] == records[name][:-1]
+    return records["row"][1:][same]
 
 
 def _summarise(
@@ -1082,6 +1126,20 @@ def _commit(staging: Any, final: Any) -> None:
     if final.exists():
         fs.rm(final.path, recursive=True)
     fs.mv(staging.path, final.path, recursive=True)
+
+
+def _move(source: Any, target: Any) -> None:
+    if _is_local(source):
+        os.replace(source, target)
+    else:
+        source.fs.mv(source.path, target.path)
+
+
+def _remove_file(path: Any) -> None:
+    if _is_local(path):
+        os.remove(path)
+    else:
+        path.fs.rm(path.path)
 
 
 def _remove(path: Any) -> None:

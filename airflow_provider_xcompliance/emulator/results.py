@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -28,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from airflow_provider_xcompliance.concurrency import in_order
+from airflow_provider_xcompliance.concurrency import WORKERS, in_order
 
 Record = dict[str, Any]
 
@@ -43,10 +42,6 @@ _PRE_SNOWFLAKE_MS = (
 _DAY_MS = 86_400_000
 _MAX_DIGITS = 19
 _BLOCK_BYTES = 8 * 1024 * 1024  # measured: 4 to 16 MiB run fastest; 64 MiB falls out of the CPU caches
-_WORKERS = min(os.cpu_count() or 1, 4)
-"""Threads parsing blocks: one per core (CPU-bound work); at most 4, since the writing thread cannot keep
-more busy, and each block in flight holds its 8 MiB buffer and about as much again while parsed."""
-
 # Weighted reasons per job type; scrub_geo is the only reason whose action is not "delete".
 _REASONS: dict[str, tuple[tuple[str, int], ...]] = {
     "tweets": (
@@ -472,14 +467,14 @@ def process_upload(
     seen = _FirstSeen()
     ids = invalid = blank = written = 0
     work = partial(_block_work, job_type=job_type, source=source, crlf=crlf)
-    # each block in flight (the one awaited and _WORKERS more) reads into its own buffer
-    blocks = _line_blocks(upload, block_size, buffers=_WORKERS + 1)
+    # each block in flight (the one awaited and WORKERS more) reads into its own buffer
+    blocks = _line_blocks(upload, block_size, buffers=WORKERS + 1)
     with (
-        ThreadPoolExecutor(_WORKERS, thread_name_prefix="emulator-results") as pool,
+        ThreadPoolExecutor(WORKERS, thread_name_prefix="emulator-results") as pool,
         results.open("wb") as out,
         ground_truth.open("wb") as truth,
     ):
-        for _, part in in_order(pool, ((None, partial(work, block)) for block in blocks), _WORKERS):
+        for _, part in in_order(pool, ((None, partial(work, block)) for block in blocks), WORKERS):
             ids, blank, invalid = ids + part.ids, blank + part.blank, invalid + part.invalid
             unseen = seen.unseen(part.unique)
             if part.results is not None and unseen.all():

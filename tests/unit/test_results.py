@@ -431,6 +431,65 @@ def test_duplicates_collapse_across_blocks_and_buckets(tmp_path: Path, monkeypat
     assert summary.rows_by_reason == {reason: 250 for reason in reasons}
 
 
+def test_rejected_lines_keep_their_raw_text_whatever_it_holds(tmp_path: Path) -> None:
+    odd = [
+        "\x85 next line",
+        'junk","with \\"quotes\\" and a \\\\ backslash',
+        '","',
+        '"',
+        "\\",
+        "tab\there",
+        "é ✓ \u2028",
+    ]
+    bad_time = '{"id":"2","action":"delete","created_at":"nope","reason":"x"}'
+
+    convert(tmp_path, *odd, line(id="1"), bad_time)
+
+    assert [r["raw"] for r in rejects(tmp_path)] == [*odd, bad_time]
+
+
+def test_duplicates_are_dropped_across_row_groups_of_odd_sizes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(results, "_BLOCK_BYTES", 1000)  # parts of a few rows: row groups of odd sizes
+    monkeypatch.setattr(results, "_ROW_GROUP_ROWS", 13)
+    ids = [i % 37 for i in range(200)]  # each id again and again, the first of each at row i
+
+    summary = convert(tmp_path, *(line(id=str(i + 1), reason=f"r{n}") for n, i in enumerate(ids)))
+
+    rows = table(tmp_path).to_pylist()
+    assert [(row["id"], row["reason"]) for row in rows] == [(i + 1, f"r{i}") for i in range(37)]
+    assert summary.duplicates == 200 - 37
+    assert summary.rows_by_reason == {f"r{i}": 1 for i in range(37)}
+    assert pq.ParquetFile(tmp_path / "out" / "delete" / "part-00000.parquet").num_row_groups > 1
+
+
+def test_string_ids_are_duplicates_only_when_the_strings_are_equal(tmp_path: Path) -> None:
+    summary = convert(
+        tmp_path, line(id="007"), line(id="7"), line(id="007", reason="suspended"), id_type="string"
+    )
+
+    rows = [(row["id"], row["reason"]) for row in table(tmp_path).to_pylist()]
+    assert sorted(rows) == [("007", "deleted"), ("7", "deleted")]
+    assert summary.duplicates == 1
+
+
+def test_duplicates_on_object_storage_are_dropped_in_place(tmp_path: Path) -> None:
+    from upath import UPath
+
+    source = UPath("memory://bucket/dupes/results.jsonl")
+    source.write_text("\n".join([line(id="1"), line(id="2"), line(id="1", reason="suspended")]) + "\n")
+
+    summary = results_to_parquet(source, "memory://bucket/dupes/out", job_type="tweets")
+
+    folder = UPath(summary.tables["delete"], protocol="memory")
+    assert sorted(path.name for path in folder.iterdir()) == ["part-00000.parquet"]
+    with folder.joinpath("part-00000.parquet").open("rb") as f:
+        assert [(row["id"], row["reason"]) for row in pq.read_table(f).to_pylist()] == [
+            (1, "deleted"),
+            (2, "deleted"),
+        ]
+    assert summary.duplicates == 1
+
+
 class SignedPath:
     """Any object with ``.open()`` is a source; this one prints as a signed URL."""
 

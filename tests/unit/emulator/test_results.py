@@ -284,7 +284,7 @@ def test_parallel_processing_writes_what_one_thread_writes(
     monkeypatch.setattr(results, "_parse_block", late_parse)
     written: dict[int, tuple[ProcessingOutcome, bytes, bytes]] = {}
     for workers in (1, 4):
-        monkeypatch.setattr(results, "_WORKERS", workers)
+        monkeypatch.setattr(results, "WORKERS", workers)
         out, truth = tmp_path / f"{workers}.results", tmp_path / f"{workers}.truth"
         outcome = process_upload(
             upload_file, out, truth, job_type="tweets", source=source, crlf=crlf, block_size=256
