@@ -8,10 +8,11 @@ operations on eight bytes at a time (SWAR), vectorised over a block with numpy: 
 of any value, a fraction of the cost. That is most of the converter's speed.
 
 A line is taken only when it is provably the JSON the general path would read the same way. The caller has
-checked that the block is printable ASCII without backslashes (no escapes, nothing to decode); then every
+checked that the block is ASCII without backslashes (no escapes, nothing to decode); then every
 byte of the line is accounted for, left to right: ``{"id":"``, 1-19 digits, ``","action":"``, 1-16 bytes up
 to the next quote, ``","created_at":"``, a timestamp, optionally ``","redacted_at":"`` and a timestamp,
-``","reason":"``, 1-16 bytes up to the next quote, ``"}`` and the line end. No value can hold a quote, so
+``","reason":"``, 1-16 bytes up to the next quote, ``"}`` and the line end. No value can hold a quote or
+a control byte, so
 the line is one JSON object with exactly these keys and string values. Each value also parses under a rule
 stricter than the general path's: ids within int64 for int64 ids (no leading zero for string ids), and
 timestamps ``YYYY-MM-DDTHH:MM:SS`` + ``Z``, ``.mmmZ`` or ``+00:00`` of real instants in 1900-2199.
@@ -216,14 +217,17 @@ _REASON = b'","reason":"'
 _CLOSE = b'"}'
 
 
-def _text(words: np.ndarray, length: np.ndarray) -> list[np.ndarray]:
-    """A value of ``length`` (1-16) bytes at the start of ``words`` as two words, bytes after it zeroed:
-    with the length, a key for the value itself."""
-    return [
-        words[0] & _LOW_BYTES[np.clip(length, 0, 8)],
-        words[1] & _LOW_BYTES[np.clip(length - 8, 0, 8)],
-        length,
+def _text(words: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(whether the value of ``length`` (1-16) bytes at the start of ``words`` holds no control byte, which
+    JSON strings cannot; the value as two words with the bytes after it zeroed: with the length, a key for
+    the value itself)."""
+    masks = _LOW_BYTES[np.clip(length, 0, 8)], _LOW_BYTES[np.clip(length - 8, 0, 8)]
+    # a byte below 0x20 borrows: exact for the lowest one, so within the value's (low) bytes exact enough
+    controls = [
+        (word - _U64(0x2020202020202020)) & ~word & _HIGH_BITS & mask
+        for word, mask in zip(words[:2], masks, strict=True)
     ]
+    return (controls[0] | controls[1]) == 0, [words[0] & masks[0], words[1] & masks[1], length]
 
 
 def _id_and_action(
@@ -258,7 +262,8 @@ def _id_and_action(
     action = _shifted(around_id[4:], len(_ACTION) - 8)
     action_length = _first_flagged(_quotes(action))
     ok &= (action_length >= 1) & (action_length <= _MAX_TEXT)
-    return ok, ids, _text(action, action_length), id_end + len(_ACTION) + action_length
+    plain, keys = _text(action, action_length)
+    return ok & plain, ids, keys, id_end + len(_ACTION) + action_length
 
 
 def _timestamp_after(
@@ -280,7 +285,8 @@ def _reason(
     reason = _shifted(tail[1:], len(_REASON) - 1 - 8)  # 3 words from the reason's first byte
     length = _first_flagged(_quotes(reason))
     ok &= (length >= 1) & (length <= _MAX_TEXT)
-    return ok, _text(reason, length), text_start + len(_REASON) - 1 + length
+    plain, keys = _text(reason, length)
+    return ok & plain, keys, text_start + len(_REASON) - 1 + length
 
 
 def _parse(
@@ -334,7 +340,8 @@ def _timestamp_array(millis: np.ndarray, valid: np.ndarray | None = None) -> pa.
 
 
 def _text_dictionary(codes: np.ndarray, values: list[str]) -> pa.DictionaryArray:
-    return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(values, pa.string()))
+    indices = pa.Array.from_buffers(pa.int32(), len(codes), [None, pa.py_buffer(codes)])
+    return pa.DictionaryArray.from_arrays(indices, pa.array(values, pa.string()), safe=False)  # codes < len
 
 
 _EDGE_BEFORE = 24  # bytes before a line that the id's window reads (for a short id)
@@ -356,8 +363,8 @@ def _parse_lines(
 
 def parse_api_lines(block: bytes | bytearray, offsets: np.ndarray, id_type: str) -> FastRows:
     """Rows of the lines of ``block`` (line ``i``: ``offsets[i]`` to ``offsets[i + 1]``, its newline
-    included) that have the API's exact shape; the caller has checked that the block is printable ASCII
-    without backslashes. Lines not in :attr:`FastRows.lines` are for the general path.
+    included) that have the API's exact shape; the caller has checked that the block is ASCII without
+    backslashes. Lines not in :attr:`FastRows.lines` are for the general path.
 
     Lines near the block's ends (its first and last, whose windows would reach outside it) are read again
     from a small copy with room around them.

@@ -379,13 +379,25 @@ def _normalise_line(raw: _Bytes) -> bytes | str:
         return "malformed_json"
 
 
-def _braced_lines(block: _Bytes, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
-    """Lines that start with ``{`` and end with ``}``: two byte lookups per line, no scan."""
+def _line_ends(block: _Bytes, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each line's first byte and its last before the line end (\\n or \\r\\n): two lookups a line."""
     data = np.frombuffer(block, np.uint8)
     starts, last = offsets[:-1], offsets[1:] - 2  # the byte before each newline
     closing = data[last]
-    closing = np.where(closing == 13, data[np.maximum(last - 1, 0)], closing)  # \r\n
-    return (data[starts] == ord("{")) & (closing == ord("}")) & (last > starts)
+    closing = np.where((closing == 13) & (last > starts), data[np.maximum(last - 1, 0)], closing)
+    return np.where(last >= starts, data[starts], 10), np.where(last >= starts, closing, 10)
+
+
+def _braced_lines(block: _Bytes, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
+    """Lines that start with ``{`` and end with ``}``."""
+    opening, closing = _line_ends(block, offsets)
+    return (opening == ord("{")) & (closing == ord("}")) & (offsets[1:] - offsets[:-1] > 2)
+
+
+def _cut_objects(block: _Bytes, offsets: np.ndarray) -> np.ndarray:
+    """Lines that open an object but end in neither ``}`` nor whitespace: never JSON (a cut-off line)."""
+    opening, closing = _line_ends(block, offsets)
+    return (opening == ord("{")) & (closing != ord("}")) & (closing != ord(" ")) & (closing != ord("\t"))
 
 
 def _flat_object_lines(block: _Bytes, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
@@ -410,13 +422,14 @@ def _parse_lines(
     lines = pa.BinaryArray.from_buffers(
         pa.binary(), count, [None, pa.py_buffer(offsets), pa.py_buffer(block)]
     )
+    cut = _cut_objects(block, offsets)
     for classify in (_braced_lines, _flat_object_lines, _no_lines):
         good = classify(block, offsets, lines)
-        rejects: list[tuple[int, str]] = []
+        rejects: list[tuple[int, str]] = [(index, "malformed_json") for index in np.flatnonzero(cut).tolist()]
         blank = 0
         fixed_at: list[int] = []
         fixed: list[bytes] = []
-        for index in np.flatnonzero(~good).tolist():
+        for index in np.flatnonzero(~good & ~cut).tolist():
             raw = block[offsets[index] : offsets[index + 1]]
             if not raw.strip(b" \t\r\n"):
                 blank += 1
@@ -519,13 +532,10 @@ def _parse_general(
     return _parse_lines(block, offsets)
 
 
-def _plain_ascii(block: _Bytes, data: np.ndarray, newlines: np.ndarray) -> bool:
-    """Whether the fast path may read this block: printable ASCII without backslashes (every quote delimits
-    a string, no value needs decoding) and no control byte but line ends (``\\n``, ``\\r\\n``)."""
-    if not block.isascii() or b"\\" in block:
-        return False
-    controls = np.count_nonzero(data < 32) - len(newlines)
-    return controls == 0 or controls == np.count_nonzero(data[np.maximum(newlines - 1, 0)] == ord("\r"))
+def _plain_ascii(block: _Bytes) -> bool:
+    """Whether the fast path may read this block: ASCII without backslashes (every quote delimits a string,
+    no value needs decoding). Two scans at memory speed."""
+    return block.isascii() and b"\\" not in block
 
 
 def _parse_block(
@@ -537,13 +547,12 @@ def _parse_block(
     :func:`_parse_general` and :func:`_validate`. Rows come grouped by path, not in line order:
     :func:`_partition` restores that order in the sort it does anyway, cheaper than a reordering copy here.
     """
-    data = np.frombuffer(block, np.uint8)
     count = len(offsets) - 1
     parts: list[pa.Table] = []
     part_lines: list[np.ndarray] = []
     rest_lines = np.arange(count)
     rest_block, rest_offsets = block, offsets
-    if _plain_ascii(block, data, offsets[1:] - 1):
+    if _plain_ascii(block):
         fast = parse_api_lines(block, offsets, id_type)
         if len(fast.lines) == count:
             return fast.table, fast.lines, [], 0
@@ -639,8 +648,9 @@ def _reject_records(
     """
     if not found:
         return []
-    starts = offsets.tolist()
-    raws = [bytes(block[starts[index] : starts[index + 1]]).rstrip(b"\r\n") for index, _ in found]
+    lines = np.array([index for index, _ in found])
+    spans = zip(offsets[lines].tolist(), offsets[lines + 1].tolist(), strict=True)
+    raws = [bytes(block[start:end]).rstrip(b"\r\n") for start, end in spans]
     texts = [raw[:_RAW_LIMIT].decode("utf-8", errors="replace") for raw in raws]
     listed = json.dumps(texts, ensure_ascii=False, separators=(",", ":"))
     for breaking in ("\x85", "\u2028", "\u2029"):
@@ -858,7 +868,7 @@ def _constant(value: str | None, length: int) -> pa.DictionaryArray:
     if value is None:
         return pa.DictionaryArray.from_arrays(pa.nulls(length, pa.int32()), pa.array([], pa.string()))
     zeros = pa.Array.from_buffers(pa.int32(), length, [None, pa.py_buffer(np.zeros(length, np.int32))])
-    return pa.DictionaryArray.from_arrays(zeros, pa.array([value]))
+    return pa.DictionaryArray.from_arrays(zeros, pa.array([value]), safe=False)  # 0 is in range: no scan
 
 
 class _TableWriter:
