@@ -371,7 +371,10 @@ def parse_api_lines(block: bytes | bytearray, offsets: np.ndarray, id_type: str)
     """
     ok, columns, near_edge = _parse_lines(block, offsets, id_type)
     lines = np.flatnonzero(ok)
-    columns = {name: column[lines] for name, column in columns.items()}
+    if lines[-1:].tolist() == [len(lines) - 1]:  # only the last lines failed (the rule: the block's end)
+        columns = {name: column[: len(lines)] for name, column in columns.items()}  # views, no copies
+    else:
+        columns = {name: column[lines] for name, column in columns.items()}
     retry = np.flatnonzero(~ok & near_edge)
     if len(retry):
         pieces = [bytes(block[offsets[line] : offsets[line + 1]]) for line in retry.tolist()]

@@ -97,7 +97,7 @@ REJECTS_FILE = "_rejects.jsonl"
 SUMMARY_FILE = "_summary.json"
 PART_FILE = "part-00000.parquet"
 
-_BLOCK_BYTES = 16 << 20  # measured: 4 MiB blocks cost 10 % more CPU (per-call overheads)
+_BLOCK_BYTES = 12 << 20  # measured: 4 MiB blocks cost 10 % more CPU, 16 MiB ones 40 MiB more peak memory
 _BUCKET_BYTES = 128 << 20
 _MAX_BUCKETS = 256
 _DEFAULT_BUCKETS = 64  # when the input size is unknown (a source that cannot be stat'ed)
@@ -105,6 +105,7 @@ _ROW_GROUP_ROWS = 1 << 18  # ~10 MiB of rows buffered per table; DuckDB writes 1
 _RAW_LIMIT = 1000
 _INT64_MAX = "9223372036854775807"
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: snowflake low bits are not uniform
+_TWIN_MULTIPLIER = np.uint64(0xC2B2AE3D27D4EB4F)  # another odd constant: hashes independent of the bucket
 _JOB_ID_IN_NAME = re.compile(r"(?<!\d)(\d{10,19})(?!\d)")
 
 _TEXT_FIELDS = ("id", "action", "created_at", "redacted_at", "reason")
@@ -779,8 +780,13 @@ class _TableCounts:
 
     def add(self, part: pa.Table) -> None:
         self.rows += part.num_rows
-        for item in pc.value_counts(_array(part["reason"])).to_pylist():
-            self.reasons["(none)" if item["values"] is None else item["values"]] += item["counts"]
+        reason = _array(part["reason"])
+        counts = np.bincount(
+            reason.indices.fill_null(-1).to_numpy() + 1, minlength=len(reason.dictionary) + 1
+        )
+        for value, count in zip(["(none)", *reason.dictionary.to_pylist()], counts.tolist(), strict=True):
+            if count:
+                self.reasons[value] += count
         for name in ("id", "created_at", "redacted_at"):
             low, high = (value.as_py() for value in pc.min_max(part[name]).values())
             if low is not None:
@@ -978,7 +984,7 @@ class _Conversion:
         start = 0
         for bucket, size in enumerate(part.bucket_sizes):
             if size:
-                self._spill(part.action, bucket).write(part.keys[start : start + size].tobytes())
+                self._spill(part.action, bucket).write(part.keys[start : start + size].data)
                 start += size
 
     def _table(self, action: str) -> _TableWriter:
@@ -1050,13 +1056,18 @@ class _Conversion:
 
 
 def _duplicate_rows(path: Path, keys: np.dtype) -> np.ndarray:
-    """Rows (in their table) whose id an earlier row of the same spill file has: all but the first."""
+    """Rows (in their table) whose id an earlier row of the same spill file has: all but the first.
+
+    Sorting 32-bit hashes of the ids costs 3/4 of sorting the ids. Rows whose hash has a twin (a few per
+    million ids by chance, plus the true duplicates) are then compared exactly.
+    """
     records = np.fromfile(path, keys)
-    if len(records) < 2:
-        return np.zeros(0, np.int64)
-    ids = np.sort(records["id"])
-    if not (ids[1:] == ids[:-1]).any():
+    hashes = ((records["id"].view(np.uint64) * _TWIN_MULTIPLIER) >> np.uint64(32)).astype(np.uint32)
+    ordered = np.sort(hashes)
+    twins = ordered[1:][ordered[1:] == ordered[:-1]]
+    if not len(twins):
         return np.zeros(0, np.int64)  # the common case: one sort proves there is nothing to drop
+    records = records[np.isin(hashes, twins)]
     fields = [name for name in keys.names or () if name != "row"]
     records = records[np.lexsort([records[name] for name in ["row", *reversed(fields)]])]
     same = np.ones(len(records) - 1, bool)

@@ -7,6 +7,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -460,6 +461,16 @@ def test_duplicates_are_dropped_across_row_groups_of_odd_sizes(tmp_path: Path, m
     assert summary.duplicates == 200 - 37
     assert summary.rows_by_reason == {f"r{i}": 1 for i in range(37)}
     assert pq.ParquetFile(tmp_path / "out" / "delete" / "part-00000.parquet").num_row_groups > 1
+
+
+def test_hash_twins_that_are_not_duplicates_are_kept(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(results, "_TWIN_MULTIPLIER", np.uint64(0))  # every id's hash is a twin of every other
+
+    summary = convert(tmp_path, *(line(id=str(i % 50 + 1), reason=f"r{i}") for i in range(80)))
+
+    rows = [(row["id"], row["reason"]) for row in table(tmp_path).to_pylist()]
+    assert sorted(rows) == sorted((i + 1, f"r{i}") for i in range(50))
+    assert summary.duplicates == 30
 
 
 def test_string_ids_are_duplicates_only_when_the_strings_are_equal(tmp_path: Path) -> None:
