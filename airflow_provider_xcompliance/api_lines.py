@@ -75,13 +75,13 @@ def _shifted(words: np.ndarray, skip: int) -> np.ndarray:
 def _first_flagged(flags: np.ndarray) -> np.ndarray:
     """Per value of ``flags`` (k words x n values, bytes 0x80 or 0), the index of its first flagged byte;
     8 k if none."""
-    first = np.zeros(flags.shape[1], np.int64)
+    first = np.zeros(flags.shape[1], np.uint8)
     for row in reversed(range(len(flags))):
         word = flags[row]
-        # bits below the lowest set one (bit 8 i + 7 of byte i), 64 for none: // 8 is i, or 8 for none
-        index = (np.bitwise_count((word & (~word + _U64(1))) - _U64(1)) >> 3).astype(np.int64)
-        first = index + (index == 8) * first
-    return first
+        # the bits below the lowest set one (bit 8 i + 7 of byte i), or 64 for none: // 8 gives i, or 8
+        index = np.bitwise_count((word & -word) - _U64(1)) >> np.uint8(3)
+        first = index + (index == 8) * first  # uint8 arithmetic: 8 k < 256
+    return first.astype(np.int64)
 
 
 def _non_digits(words: np.ndarray) -> np.ndarray:
