@@ -195,12 +195,12 @@ def _timestamps(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ok, length, (_MONTH_STARTS[months] + day - 1) * _MS_PER_DAY + clock_ms
 
 
-def _windows(block: bytes | bytearray, size: int) -> np.ndarray:
+def _windows(block: bytes | bytearray | memoryview, size: int) -> np.ndarray:
     """``windows[p]``: the ``size`` bytes at ``p`` (overlapping views: gathered, they become words)."""
     return np.ndarray((max(len(block) - size + 1, 0),), np.dtype((np.void, size)), buffer=block, strides=(1,))
 
 
-def _gather(block: bytes | bytearray, positions: np.ndarray, size: int) -> np.ndarray:
+def _gather(block: bytes | bytearray | memoryview, positions: np.ndarray, size: int) -> np.ndarray:
     """The ``size`` bytes at each position as ``size // 8`` rows of words, one column per position: word
     ``i`` of all values is contiguous, four times faster to compute on than a strided column. Positions are
     clipped to the block: a line whose window was clipped fails the ``_READ_AHEAD`` check."""
@@ -231,7 +231,7 @@ def _text(words: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, list[np.nd
 
 
 def _id_and_action(
-    block: bytes | bytearray, starts: np.ndarray, id_type: str
+    block: bytes | bytearray | memoryview, starts: np.ndarray, id_type: str
 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
     """(which lines open as the template does, their ids, their action keys, where each action ends).
 
@@ -267,7 +267,7 @@ def _id_and_action(
 
 
 def _timestamp_after(
-    block: bytes | bytearray, text_start: np.ndarray, text: bytes
+    block: bytes | bytearray | memoryview, text_start: np.ndarray, text: bytes
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(whether ``text`` starts at ``text_start``, whether a timestamp follows it, where that ends, its
     milliseconds). ``text`` must be 16 bytes: the timestamp is then word-aligned in the window."""
@@ -277,7 +277,7 @@ def _timestamp_after(
 
 
 def _reason(
-    block: bytes | bytearray, text_start: np.ndarray
+    block: bytes | bytearray | memoryview, text_start: np.ndarray
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """(whether ``,"reason":"`` and a reason start at ``text_start``, the reason keys, where it ends)."""
     tail = _gather(block, text_start, 40)
@@ -290,7 +290,11 @@ def _reason(
 
 
 def _parse(
-    block: bytes | bytearray, data: np.ndarray, starts: np.ndarray, ends: np.ndarray, id_type: str
+    block: bytes | bytearray | memoryview,
+    data: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    id_type: str,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(which lines have the shape and parse, their columns); see the module doc for what is checked."""
     ok, ids, action, action_end = _id_and_action(block, starts, id_type)
@@ -348,7 +352,7 @@ _EDGE_BEFORE = 24  # bytes before a line that the id's window reads (for a short
 
 
 def _parse_lines(
-    block: bytes | bytearray, offsets: np.ndarray, id_type: str
+    block: bytes | bytearray | memoryview, offsets: np.ndarray, id_type: str
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """(which lines have the shape and parse, their columns, which lines lie too near an edge of the block
     for the windows to be read)."""
@@ -361,7 +365,7 @@ def _parse_lines(
     return ok, columns, near_edge
 
 
-def parse_api_lines(block: bytes | bytearray, offsets: np.ndarray, id_type: str) -> FastRows:
+def parse_api_lines(block: bytes | bytearray | memoryview, offsets: np.ndarray, id_type: str) -> FastRows:
     """Rows of the lines of ``block`` (line ``i``: ``offsets[i]`` to ``offsets[i + 1]``, its newline
     included) that have the API's exact shape; the caller has checked that the block is ASCII without
     backslashes. Lines not in :attr:`FastRows.lines` are for the general path.

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import mmap
 import os
 import re
 import shutil
@@ -90,7 +91,8 @@ __all__ = [
 
 
 IdType = Literal["int64", "string"]
-_Bytes = bytes | bytearray  # a block of whole lines, as read
+_Bytes = bytes | bytearray | memoryview  # a block of whole lines: read, or mapped
+_Text = bytes | bytearray  # lines the general path slices and strips
 
 KNOWN_ACTIONS = ("delete", "scrub_geo")
 REJECTS_FILE = "_rejects.jsonl"
@@ -355,7 +357,7 @@ def _line_offsets(newlines: np.ndarray) -> np.ndarray:
     return offsets
 
 
-def _normalise_line(raw: _Bytes) -> bytes | str:
+def _normalise_line(raw: _Text) -> bytes | str:
     """One odd line, rewritten as a flat all-string JSON object, or the reason it is rejected."""
     text = raw.strip(b" \t\r\n")
     if text.startswith(b"{") and not text.endswith(b"}"):  # an object that does not end: cut off
@@ -380,7 +382,7 @@ def _normalise_line(raw: _Bytes) -> bytes | str:
         return "malformed_json"
 
 
-def _line_ends(block: _Bytes, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _line_ends(block: _Text, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each line's first byte and its last before the line end (\\n or \\r\\n): two lookups a line."""
     data = np.frombuffer(block, np.uint8)
     starts, last = offsets[:-1], offsets[1:] - 2  # the byte before each newline
@@ -389,29 +391,29 @@ def _line_ends(block: _Bytes, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.where(last >= starts, data[starts], 10), np.where(last >= starts, closing, 10)
 
 
-def _braced_lines(block: _Bytes, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
+def _braced_lines(block: _Text, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
     """Lines that start with ``{`` and end with ``}``."""
     opening, closing = _line_ends(block, offsets)
     return (opening == ord("{")) & (closing == ord("}")) & (offsets[1:] - offsets[:-1] > 2)
 
 
-def _cut_objects(block: _Bytes, offsets: np.ndarray) -> np.ndarray:
+def _cut_objects(block: _Text, offsets: np.ndarray) -> np.ndarray:
     """Lines that open an object but end in neither ``}`` nor whitespace: never JSON (a cut-off line)."""
     opening, closing = _line_ends(block, offsets)
     return (opening == ord("{")) & (closing != ord("}")) & (closing != ord(" ")) & (closing != ord("\t"))
 
 
-def _flat_object_lines(block: _Bytes, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
+def _flat_object_lines(block: _Text, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
     """Lines that are one flat object of string/null values: exactly what parses to one row each."""
     return pc.match_substring_regex(lines, _FLAT_OBJECT).to_numpy(zero_copy_only=False)
 
 
-def _no_lines(block: _Bytes, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
+def _no_lines(block: _Text, offsets: np.ndarray, lines: pa.BinaryArray) -> np.ndarray:
     return np.zeros(len(lines), bool)
 
 
 def _parse_lines(
-    block: _Bytes, offsets: np.ndarray
+    block: _Text, offsets: np.ndarray
 ) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]], int]:
     """Slow path: rows, their line indexes, rejected lines and the blank count of a block holding odd lines.
 
@@ -518,7 +520,7 @@ def _joined(lines: pa.ChunkedArray | pa.Array) -> tuple[pa.Buffer, np.ndarray]:
 
 
 def _parse_general(
-    block: _Bytes, offsets: np.ndarray
+    block: _Text, offsets: np.ndarray
 ) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]], int]:
     """Any lines: rows, their line indexes, rejected lines and the blank count (pyarrow's JSON reader)."""
     data = np.frombuffer(block, np.uint8)
@@ -536,6 +538,9 @@ def _parse_general(
 def _plain_ascii(block: _Bytes) -> bool:
     """Whether the fast path may read this block: ASCII without backslashes (every quote delimits a string,
     no value needs decoding). Two scans at memory speed."""
+    if isinstance(block, memoryview):
+        data = np.frombuffer(block, np.uint8)
+        return bool(data.max(initial=0) < 0x80) and not (data == ord("\\")).any()
     return block.isascii() and b"\\" not in block
 
 
@@ -552,8 +557,10 @@ def _parse_block(
     parts: list[pa.Table] = []
     part_lines: list[np.ndarray] = []
     rest_lines = np.arange(count)
-    rest_block, rest_offsets = block, offsets
-    if _plain_ascii(block):
+    rest_block: _Text
+    if not _plain_ascii(block):  # the general path slices and strips lines: bytes, not a memoryview
+        rest_block, rest_offsets = bytes(block) if isinstance(block, memoryview) else block, offsets
+    else:
         fast = parse_api_lines(block, offsets, id_type)
         if len(fast.lines) == count:
             return fast.table, fast.lines, [], 0
@@ -760,6 +767,39 @@ def _blocks(stream: IO[bytes], size: int) -> Iterator[bytearray]:
         yield bytearray(carry + b"\n")
 
 
+def _mapped_blocks(path: Path, size: int) -> Iterator[_Bytes]:
+    """Whole-line blocks of a local file, each a view of its own memory map: the kernel maps its page cache,
+    so no byte is copied (reading copied 1.4 GB in 0.3 s of the reading thread's CPU at 10M lines), and a
+    block's pages are unmapped once nothing holds it. The last block gets a newline if the file lacks it.
+    """
+    with path.open("rb") as file:
+        total = os.fstat(file.fileno()).st_size
+        position, window = 0, size
+        while position < total:
+            base = position - position % mmap.ALLOCATIONGRANULARITY
+            length = min(total - base, position - base + window)
+            mapped = mmap.mmap(file.fileno(), length, access=mmap.ACCESS_READ, offset=base)
+            start = position - base
+            cut = mapped.rfind(b"\n", start) + 1
+            if cut:
+                yield memoryview(mapped)[start:cut]
+                position, window = base + cut, size
+            elif base + length == total:  # the last line, without its newline
+                yield mapped[start:] + b"\n"
+                position = total
+            else:  # a line longer than the window
+                window *= 2
+
+
+def _source_blocks(path: Any) -> Iterator[_Bytes]:
+    """A source's whole-line blocks: memory-mapped when local, read otherwise."""
+    if _is_local(path):
+        yield from _mapped_blocks(path, _BLOCK_BYTES)
+        return
+    with path.open("rb") as stream:
+        yield from _blocks(stream, _BLOCK_BYTES)
+
+
 # --- The conversion ---------------------------------------------------------------------------------------
 
 
@@ -953,12 +993,11 @@ class _Conversion:
 
         def calls() -> Iterator[tuple[tuple[int, str], Callable[[], _Block]]]:
             for source, (path, name, job_id) in enumerate(self.inputs):
-                with path.open("rb") as stream:
-                    for block in _blocks(stream, _BLOCK_BYTES):
-                        convert = partial(
-                            _convert_block, block, self.id_type, self.buckets, job_id, self.job_type
-                        )
-                        yield (source, name), convert
+                for block in _source_blocks(path):
+                    convert = partial(
+                        _convert_block, block, self.id_type, self.buckets, job_id, self.job_type
+                    )
+                    yield (source, name), convert
 
         next_line = [1] * len(self.inputs)
         for (source, name), block in in_order(self.pool, calls(), self.ahead):

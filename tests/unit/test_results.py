@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -414,6 +415,29 @@ def test_format_summary_shows_counts_per_action_and_reason(tmp_path: Path) -> No
     assert re.search(r"delete +protected +1\n", text)
     assert re.search(r"malformed_json +1\n", text)
     assert re.search(r"reconciled +yes\n", text)
+
+
+@pytest.mark.parametrize("ending", [b"\n", b""])
+def test_mapped_and_read_blocks_hold_the_same_lines(tmp_path: Path, ending: bytes) -> None:
+    rng = random.Random(7)
+    lines = [b"x" * rng.choice([0, 5, 300, 9000, 20000]) for _ in range(60)]  # some longer than a block
+    path = tmp_path / "results.jsonl"
+    path.write_bytes(b"\n".join(lines) + ending)
+
+    mapped = [bytes(block) for block in results._mapped_blocks(path, 4096)]
+    with path.open("rb") as stream:
+        read = [bytes(block) for block in results._blocks(stream, 4096)]
+
+    assert b"".join(mapped) == b"".join(read) == b"\n".join(lines) + b"\n"
+    assert all(block.endswith(b"\n") for block in mapped)
+    assert max(len(block) for block in mapped) < 2 * 20001  # a long line widens one window, not the rest
+    assert len(mapped) > 10
+
+
+def test_an_empty_file_has_no_blocks(tmp_path: Path) -> None:
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+
+    assert list(results._mapped_blocks(tmp_path / "empty.jsonl", 4096)) == []
 
 
 def test_duplicates_collapse_across_blocks_and_buckets(tmp_path: Path, monkeypatch) -> None:
