@@ -7,12 +7,11 @@ per line (a gather costs the same for 8 or 64 bytes), read as 8-byte words and d
 operations on eight bytes at a time (SWAR), vectorised over a block with numpy: no scan for quotes, no copy
 of any value, a fraction of the cost. That is most of the converter's speed.
 
-A line is taken only when it is provably the JSON the general path would read the same way. The caller has
-checked that the block is ASCII without backslashes (no escapes, nothing to decode); then every
+A line is taken only when it is provably the JSON the general path would read the same way: every
 byte of the line is accounted for, left to right: ``{"id":"``, 1-19 digits, ``","action":"``, 1-16 bytes up
 to the next quote, ``","created_at":"``, a timestamp, optionally ``","redacted_at":"`` and a timestamp,
-``","reason":"``, 1-16 bytes up to the next quote, ``"}`` and the line end. No value can hold a quote or
-a control byte, so
+``","reason":"``, 1-16 bytes up to the next quote, ``"}`` and the line end. No value can hold a quote, a
+control byte, a backslash (an escape) or a byte outside ASCII (nothing to decode), so
 the line is one JSON object with exactly these keys and string values. Each value also parses under a rule
 stricter than the general path's: ids within int64 for int64 ids (no leading zero for string ids), and
 timestamps ``YYYY-MM-DDTHH:MM:SS`` + ``Z``, ``.mmmZ`` or ``+00:00`` of real instants in 1900-2199.
@@ -218,16 +217,20 @@ _CLOSE = b'"}'
 
 
 def _text(words: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(whether the value of ``length`` (1-16) bytes at the start of ``words`` holds no control byte, which
-    JSON strings cannot; the value as two words with the bytes after it zeroed: with the length, a key for
-    the value itself)."""
+    """(whether the value of ``length`` (1-16) bytes at the start of ``words`` is plain: ASCII without
+    control bytes, which JSON strings cannot hold raw, or backslashes, which would need decoding; the value
+    as two words with the bytes after it zeroed: with the length, a key for the value itself)."""
     masks = _LOW_BYTES[np.clip(length, 0, 8)], _LOW_BYTES[np.clip(length - 8, 0, 8)]
-    # a byte below 0x20 borrows: exact for the lowest one, so within the value's (low) bytes exact enough
-    controls = [
-        (word - _U64(0x2020202020202020)) & ~word & _HIGH_BITS & mask
-        for word, mask in zip(words[:2], masks, strict=True)
-    ]
-    return (controls[0] | controls[1]) == 0, [words[0] & masks[0], words[1] & masks[1], length]
+    odd = []
+    for word, mask in zip(words[:2], masks, strict=True):
+        # a byte below 0x20, or one equal to 0x5C, borrows: exact for the lowest such byte, and any byte
+        # flagged above it lies above a true one, so no value byte is flagged falsely
+        backslash = word ^ _U64(0x5C5C5C5C5C5C5C5C)
+        flags = ((word - _U64(0x2020202020202020)) & ~word) | (
+            (backslash - _U64(0x0101010101010101)) & ~backslash
+        )
+        odd.append((flags | word) & _HIGH_BITS & mask)  # | word: a byte of 0x80 or more is no ASCII
+    return (odd[0] | odd[1]) == 0, [words[0] & masks[0], words[1] & masks[1], length]
 
 
 def _id_and_action(
@@ -367,8 +370,8 @@ def _parse_lines(
 
 def parse_api_lines(block: bytes | bytearray | memoryview, offsets: np.ndarray, id_type: str) -> FastRows:
     """Rows of the lines of ``block`` (line ``i``: ``offsets[i]`` to ``offsets[i + 1]``, its newline
-    included) that have the API's exact shape; the caller has checked that the block is ASCII without
-    backslashes. Lines not in :attr:`FastRows.lines` are for the general path.
+    included) that have the API's exact shape. Lines not in :attr:`FastRows.lines` are for the general
+    path.
 
     Lines near the block's ends (its first and last, whose windows would reach outside it) are read again
     from a small copy with room around them.

@@ -111,6 +111,8 @@ _TWIN_MULTIPLIER = np.uint64(0xC2B2AE3D27D4EB4F)  # another odd constant: hashes
 _JOB_ID_IN_NAME = re.compile(r"(?<!\d)(\d{10,19})(?!\d)")
 
 _TEXT_FIELDS = ("id", "action", "created_at", "redacted_at", "reason")
+_JSON_STARTS = frozenset(bytes([byte]) for byte in b'{["-0123456789tfn')
+_JSON_WORDS = frozenset((b"true", b"false", b"null"))
 _JSON_SCHEMA = pa.schema([(name, pa.string()) for name in _TEXT_FIELDS])
 _PARSE_OPTIONS = pj.ParseOptions(
     explicit_schema=_JSON_SCHEMA, unexpected_field_behavior="ignore", newlines_in_values=False
@@ -362,6 +364,8 @@ def _normalise_line(raw: _Text) -> bytes | str:
     text = raw.strip(b" \t\r\n")
     if text.startswith(b"{") and not text.endswith(b"}"):  # an object that does not end: cut off
         return "malformed_json"
+    if text[:1] not in _JSON_STARTS or (text[:1] in b"tfn" and text not in _JSON_WORDS):
+        return "malformed_json"  # no JSON text starts so: decided without raising a decode error
     try:
         obj = json.loads(raw)
     except ValueError:
@@ -535,15 +539,6 @@ def _parse_general(
     return _parse_lines(block, offsets)
 
 
-def _plain_ascii(block: _Bytes) -> bool:
-    """Whether the fast path may read this block: ASCII without backslashes (every quote delimits a string,
-    no value needs decoding). Two scans at memory speed."""
-    if isinstance(block, memoryview):
-        data = np.frombuffer(block, np.uint8)
-        return bool(data.max(initial=0) < 0x80) and not (data == ord("\\")).any()
-    return block.isascii() and b"\\" not in block
-
-
 def _parse_block(
     block: _Bytes, offsets: np.ndarray, id_type: IdType
 ) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]], int]:
@@ -556,22 +551,16 @@ def _parse_block(
     count = len(offsets) - 1
     parts: list[pa.Table] = []
     part_lines: list[np.ndarray] = []
-    rest_lines = np.arange(count)
-    rest_block: _Text
-    if not _plain_ascii(block):  # the general path slices and strips lines: bytes, not a memoryview
-        rest_block, rest_offsets = bytes(block) if isinstance(block, memoryview) else block, offsets
-    else:
-        fast = parse_api_lines(block, offsets, id_type)
-        if len(fast.lines) == count:
-            return fast.table, fast.lines, [], 0
-        parts.append(fast.table)
-        part_lines.append(fast.lines)
-        rest = np.ones(count, bool)
-        rest[fast.lines] = False
-        rest_lines = np.flatnonzero(rest)
-        rest_data, rest_offsets = _joined(_lines_array(block, offsets).filter(pa.array(rest)))
-        rest_block = rest_data.to_pybytes()
-    table, row_lines, line_rejects, blank = _parse_general(rest_block, rest_offsets)
+    fast = parse_api_lines(block, offsets, id_type)
+    if len(fast.lines) == count:
+        return fast.table, fast.lines, [], 0
+    parts.append(fast.table)
+    part_lines.append(fast.lines)
+    rest = np.ones(count, bool)
+    rest[fast.lines] = False
+    rest_lines = np.flatnonzero(rest)
+    rest_data, rest_offsets = _joined(_lines_array(block, offsets).filter(pa.array(rest)))
+    table, row_lines, line_rejects, blank = _parse_general(rest_data.to_pybytes(), rest_offsets)
     rows, row_rejects = _validate(table.combine_chunks(memory_pool=WORKER_MEMORY_POOL), id_type)
     parts.append(rows)
     part_lines.append(rest_lines[np.delete(row_lines, [row for row, _ in row_rejects])])

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_provider_xcompliance import results
+from airflow_provider_xcompliance import api_lines, results
 from airflow_provider_xcompliance.exceptions import ResultsRejectedError
 from airflow_provider_xcompliance.results import (
     REJECTS_FILE,
@@ -167,7 +167,13 @@ def test_missing_reason_is_kept_as_null(tmp_path: Path) -> None:
         (line(id="1") + line(id="2"), "malformed_json"),
         (line().replace("delete", "\udcff"), "malformed_json"),  # the byte 0xff: invalid UTF-8
         (line(action="\udcff"), "malformed_json"),  # a lone surrogate escape
+        ("nul", "malformed_json"),
+        ("truth", "malformed_json"),
+        ("  'single quotes'", "malformed_json"),
         ("null", "not_an_object"),
+        (" false ", "not_an_object"),
+        ("-5.5e3", "not_an_object"),
+        ('"text"', "not_an_object"),
         ('["1"]', "not_an_object"),
         ('{"action":"delete","created_at":"2019-10-29T17:02:47.000Z"}', "missing_id"),
         (line(id="12x"), "invalid_id"),
@@ -594,12 +600,17 @@ def test_api_shaped_and_odd_lines_in_one_block_keep_exact_line_numbers(tmp_path:
     assert summary.reconciled
 
 
+def no_fast_rows(id_type: str) -> api_lines.FastRows:
+    """What the fast path returns when it takes no line."""
+    return api_lines.parse_api_lines(b"", np.zeros(1, np.int32), id_type)
+
+
 def test_fast_path_writes_what_the_general_path_writes(tmp_path: Path, monkeypatch) -> None:
     lines = [*MIXED_BLOCK, api_line("11", redacted_at=""), api_line("12", reason="")]
     (tmp_path / "fast").mkdir()
     (tmp_path / "general").mkdir()
     fast = convert(tmp_path / "fast", *lines)
-    monkeypatch.setattr(results, "_plain_ascii", lambda *args: False)
+    monkeypatch.setattr(results, "parse_api_lines", lambda block, offsets, id_type: no_fast_rows(id_type))
     general = convert(tmp_path / "general", *lines)
 
     assert table(tmp_path / "fast").equals(table(tmp_path / "general"))
