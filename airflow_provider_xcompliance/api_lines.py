@@ -7,15 +7,15 @@ per line (a gather costs the same for 8 or 64 bytes), read as 8-byte words and d
 operations on eight bytes at a time (SWAR), vectorised over a block with numpy: no scan for quotes, no copy
 of any value, a fraction of the cost. That is most of the converter's speed.
 
-A line is taken only when it is provably the JSON the general path would read the same way: every
-byte of the line is accounted for, left to right: ``{"id":"``, 1-19 digits, ``","action":"``, 1-16 bytes up
-to the next quote, ``","created_at":"``, a timestamp, optionally ``","redacted_at":"`` and a timestamp,
+A line is taken only when it is provably the JSON the general path would read the same way. Every byte of
+the line is accounted for, left to right: ``{"id":"``, 1-19 digits, ``","action":"``, 1-16 bytes up to the
+next quote, ``","created_at":"``, a timestamp, optionally ``","redacted_at":"`` and a timestamp,
 ``","reason":"``, 1-16 bytes up to the next quote, ``"}`` and the line end. No value can hold a quote, a
-control byte, a backslash (an escape) or a byte outside ASCII (nothing to decode), so
-the line is one JSON object with exactly these keys and string values. Each value also parses under a rule
-stricter than the general path's: ids within int64 for int64 ids (no leading zero for string ids), and
-timestamps ``YYYY-MM-DDTHH:MM:SS`` + ``Z``, ``.mmmZ`` or ``+00:00`` of real instants in 1900-2199.
-Every other line is left to the general path, which decides what it is, so the two paths agree on every line.
+control byte, a backslash (an escape) or a byte outside ASCII (nothing to decode), so the line is one JSON
+object with exactly these keys and string values. Each value also parses under a rule stricter than the
+general path's: ids within int64 for int64 ids (no leading zero for string ids), and timestamps
+``YYYY-MM-DDTHH:MM:SS`` + ``Z``, ``.mmmZ`` or ``+00:00`` of real instants in 1900-2199. Every other line
+is left to the general path, which decides what it is, so the two paths agree on every line.
 """
 
 from __future__ import annotations

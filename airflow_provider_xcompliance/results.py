@@ -24,19 +24,21 @@ Bad lines are quarantined in ``_rejects.jsonl`` and never dropped silently. The 
 
     lines_read (non-blank lines) == rows_written + duplicates + rejected
 
-Speed: blocks of a few MiB of whole lines go to pyarrow's JSON parser in worker threads (it releases the
-GIL); typing and validation are vectorised. A block holding an odd line is split into lines with numpy: lines
-that start with ``{`` and end with ``}`` go to pyarrow as they are, the others through Python one by one; if
-pyarrow still refuses, a strict one-flat-object regex classifies every line, and Python is the last resort.
-So a bad line costs little and line numbers stay exact.
+Speed: the input is cut into blocks of whole lines (local files are memory-mapped, so no byte is copied),
+parsed in worker threads (numpy and pyarrow release the GIL) and written in input order by the calling
+thread. Lines in the exact shape the API writes are typed straight from the bytes by
+:mod:`~airflow_provider_xcompliance.api_lines`; any other line goes through pyarrow's JSON reader, and a line
+even that refuses through Python, one by one (blank, cut off, not an object...). So a bad line costs little
+and line numbers stay exact.
 
-Duplicates and memory: tables are written while the input is read, and every valid row is also spilled to a
-local Arrow IPC file per (action, hash bucket of ``id``), buckets sized from the input (about 128 MiB of
-JSON, under 1.5M rows, each). Then each spill file is checked with one sort of its ids; only a table whose
-spill holds a duplicate is rewritten, one bucket at a time. Peak memory is a few blocks in flight, one row
-group being written and one bucket, whatever the input size (up to 256 buckets, about 30 GiB of JSON, beyond
-which buckets grow). The first occurrence of an (id, action) pair wins, in the order sources were given.
-Scratch space: about 32 bytes per valid row in ``spill_dir``.
+Duplicates and memory: tables are written while the input is read, and each row's id is also spilled with
+its row number to a local file per (action, hash bucket of ``id``), buckets sized from the input (about 128
+MiB of JSON, under 1.5M rows, each). Then each spill file is checked with one sort (of 32-bit hashes, twins
+compared exactly); only a table that holds a duplicate is rewritten, one row group at a time, without the
+later occurrences. Peak memory is a few blocks in flight, one row group being written and one bucket,
+whatever the input size (up to 256 buckets, about 30 GiB of JSON, beyond which buckets grow), plus a bit
+per row of a table being rewritten. The first occurrence of an (id, action) pair wins, in the order sources
+were given. Scratch space: 16 bytes per valid row in ``spill_dir`` (20 for string ids).
 
 Atomic output: everything is written to a hidden sibling ``.<name>.staging-<uuid>`` and then swapped into
 place, so a rerun replaces its own output. Locally the swap is two renames: readers see the old output, for an

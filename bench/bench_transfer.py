@@ -86,6 +86,8 @@ def measure_size(path: Path, runs: int, env: dict[str, str], emu_pid: int) -> di
     results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
     for _ in range(runs):
         for kind in KINDS:
+            # the previous run's 1 GiB of writes would otherwise be flushed to disk during this one (untimed)
+            os.sync()
             if kind == "curl":
                 results[kind].append(curl_run(path))
             else:
