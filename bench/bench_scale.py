@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -171,6 +172,7 @@ def main() -> None:
         pid = emulator_pid()
         for _ in range(args.runs):
             for kind in runs:
+                os.sync()  # the previous run's gigabytes of writes would otherwise be flushed during this one
                 runs[kind].append(measure(kind, parquet, args.chunk, env))
                 print(json.dumps(runs[kind][-1]), flush=True)
         emulator_peak = memory_mib("VmHWM", pid)
