@@ -26,7 +26,9 @@ from datetime import date
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["FastRows", "parse_api_lines"]
+__all__ = ["Block", "FastRows", "parse_api_lines"]
+
+Block = bytes | bytearray | memoryview  # whole lines of a result file, read or memory-mapped
 
 _U64 = np.uint64
 _ALL = (1 << 64) - 1
@@ -120,20 +122,26 @@ class _Template:
     """The layout of eight bytes: ``9`` a digit, ``?`` any byte, any other byte itself."""
 
     def __init__(self, text: bytes) -> None:
-        self.fixed = sum(0xFF << (8 * i) for i, byte in enumerate(text) if byte not in b"9?")
-        self.value = int(_word(bytes(byte if byte not in b"9?" else 0 for byte in text)))
-        self.digits = sum(0xFF << (8 * i) for i, byte in enumerate(text) if byte == ord("9"))
+        self.fixed = _U64(sum(0xFF << (8 * i) for i, byte in enumerate(text) if byte not in b"9?"))
+        self.value = _word(bytes(byte if byte not in b"9?" else 0 for byte in text))
+        self.digits = _U64(sum(0xFF << (8 * i) for i, byte in enumerate(text) if byte == ord("9")))
+
+    def fits(self, words: np.ndarray, non_digits: np.ndarray) -> np.ndarray:
+        """Whether ``words`` (with their :func:`_non_digits` flags) have this layout."""
+        return ((non_digits & self.digits) == 0) & ((words & self.fixed) == self.value)
 
 
 # A timestamp is four words: YYYY-MM-, DDThh:mm, then by its 20th byte one of three forms, each
 # (length, its third word with the closing quote where it falls there, what the fourth word starts with).
 _FORMS = {
-    ord("Z"): (20, b':99Z"???', b""),
-    ord("."): (24, b":99.999Z", b'"'),
-    ord("+"): (25, b":99+00:0", b'0"'),
+    ord("Z"): (20, _Template(b':99Z"???'), b""),
+    ord("."): (24, _Template(b":99.999Z"), b'"'),
+    ord("+"): (25, _Template(b":99+00:0"), b'0"'),
 }
+_WITH_MILLIS = ord(".")
 _DATE = _Template(b"9999-99-")
 _CLOCK = _Template(b"99T99:99")
+_SECONDS_DIGITS = _Template(b"?99?999?").digits  # :ss.fff (fff means something only in the .fff form)
 # Days since 1970-01-01 at the start of each month of 1900-2199, and each month's length.
 _FIRST_YEAR, _YEARS = 1900, 300
 _MONTH_STARTS = np.array(
@@ -145,10 +153,7 @@ _MONTH_DAYS = np.diff(_MONTH_STARTS)
 
 def _matches(words: np.ndarray, template: _Template) -> tuple[np.ndarray, np.ndarray]:
     """(whether ``words`` fit ``template``, their digit values: 0 outside its digits)."""
-    digits = _U64(template.digits)
-    masked = (words & digits) | (_ZEROS & ~digits)
-    ok = (_non_digits(masked) == 0) & ((words & _U64(template.fixed)) == _U64(template.value))
-    return ok, masked - _ZEROS
+    return template.fits(words, _non_digits(words)), _digit_values(words, template.digits)
 
 
 def _timestamps(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -156,9 +161,7 @@ def _timestamps(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     by their closing quote, their lengths, their milliseconds since the epoch)."""
     date_ok, date_digits = _matches(words[0], _DATE)
     clock_ok, clock = _matches(words[1], _CLOCK)
-    # :ss.fff: digit values of bytes 1-2 and 4-6 (4-6 mean something only in the .fff form)
-    third_mask = _U64(_Template(b"?99?999?").digits)
-    seconds = ((words[2] & third_mask) | (_ZEROS & ~third_mask)) - _ZEROS  # a borrow only runs upward
+    seconds = _digit_values(words[2], _SECONDS_DIGITS)  # a borrow from a non-digit byte only runs upward
     non_digits = _non_digits(words[2])
     form = _lane(words[2], 3)
     ok = np.zeros(len(form), bool)
@@ -168,14 +171,10 @@ def _timestamps(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         this = form == _U64(byte)
         if not this.any():
             continue
-        template = _Template(third)
-        fits = ((non_digits & _U64(template.digits)) == 0) & (
-            (words[2] & _U64(template.fixed)) == _U64(template.value)
-        )
-        fits &= (words[3] & _LOW_BYTES[len(fourth)]) == _word(fourth)
+        fits = third.fits(words[2], non_digits) & ((words[3] & _LOW_BYTES[len(fourth)]) == _word(fourth))
         ok |= this & fits
         length += this * size
-        if template.digits & 0xFF << 32:  # :ss.fff -> pairs ss, 0f, ff
+        if byte == _WITH_MILLIS:  # :ss.fff -> pairs ss, 0f, ff
             fraction = _pairs(seconds >> _U64(8))
             millis = np.where(this, _lane(fraction, 2) * _U64(100) + _lane(fraction, 4), millis)
     ok &= date_ok & clock_ok
@@ -194,12 +193,12 @@ def _timestamps(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ok, length, (_MONTH_STARTS[months] + day - 1) * _MS_PER_DAY + clock_ms
 
 
-def _windows(block: bytes | bytearray | memoryview, size: int) -> np.ndarray:
+def _windows(block: Block, size: int) -> np.ndarray:
     """``windows[p]``: the ``size`` bytes at ``p`` (overlapping views: gathered, they become words)."""
     return np.ndarray((max(len(block) - size + 1, 0),), np.dtype((np.void, size)), buffer=block, strides=(1,))
 
 
-def _gather(block: bytes | bytearray | memoryview, positions: np.ndarray, size: int) -> np.ndarray:
+def _gather(block: Block, positions: np.ndarray, size: int) -> np.ndarray:
     """The ``size`` bytes at each position as ``size // 8`` rows of words, one column per position: word
     ``i`` of all values is contiguous, four times faster to compute on than a strided column. Positions are
     clipped to the block: a line whose window was clipped fails the ``_READ_AHEAD`` check."""
@@ -234,7 +233,7 @@ def _text(words: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, list[np.nd
 
 
 def _id_and_action(
-    block: bytes | bytearray | memoryview, starts: np.ndarray, id_type: str
+    block: Block, starts: np.ndarray, id_type: str
 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
     """(which lines open as the template does, their ids, their action keys, where each action ends).
 
@@ -270,7 +269,7 @@ def _id_and_action(
 
 
 def _timestamp_after(
-    block: bytes | bytearray | memoryview, text_start: np.ndarray, text: bytes
+    block: Block, text_start: np.ndarray, text: bytes
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(whether ``text`` starts at ``text_start``, whether a timestamp follows it, where that ends, its
     milliseconds). ``text`` must be 16 bytes: the timestamp is then word-aligned in the window."""
@@ -279,9 +278,7 @@ def _timestamp_after(
     return _starts_with(window, text), ok, text_start + len(text) + length, millis
 
 
-def _reason(
-    block: bytes | bytearray | memoryview, text_start: np.ndarray
-) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+def _reason(block: Block, text_start: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """(whether ``,"reason":"`` and a reason start at ``text_start``, the reason keys, where it ends)."""
     tail = _gather(block, text_start, 40)
     ok = _starts_with(tail, _REASON[1:])
@@ -293,7 +290,7 @@ def _reason(
 
 
 def _parse(
-    block: bytes | bytearray | memoryview,
+    block: Block,
     data: np.ndarray,
     starts: np.ndarray,
     ends: np.ndarray,
@@ -355,7 +352,7 @@ _EDGE_BEFORE = 24  # bytes before a line that the id's window reads (for a short
 
 
 def _parse_lines(
-    block: bytes | bytearray | memoryview, offsets: np.ndarray, id_type: str
+    block: Block, offsets: np.ndarray, id_type: str
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """(which lines have the shape and parse, their columns, which lines lie too near an edge of the block
     for the windows to be read)."""
@@ -368,7 +365,7 @@ def _parse_lines(
     return ok, columns, near_edge
 
 
-def parse_api_lines(block: bytes | bytearray | memoryview, offsets: np.ndarray, id_type: str) -> FastRows:
+def parse_api_lines(block: Block, offsets: np.ndarray, id_type: str) -> FastRows:
     """Rows of the lines of ``block`` (line ``i``: ``offsets[i]`` to ``offsets[i + 1]``, its newline
     included) that have the API's exact shape. Lines not in :attr:`FastRows.lines` are for the general
     path.
