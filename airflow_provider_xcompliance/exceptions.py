@@ -143,5 +143,18 @@ class InvalidIdsError(XComplianceError, ValueError):
         self.total = total
 
 
+class IdSourceError(XComplianceError, ValueError):
+    """An ID source cannot be read as a whole: missing, corrupt, truncated, or not of its format.
+
+    The message names the file and, where there is one, the line or Parquet row group; the library's own
+    error is the ``__cause__``. ``on_invalid="skip"`` does not skip these: IDs that cannot be read are
+    IDs that might need action, so the run fails closed.
+    """
+
+    def __init__(self, message: str, *, source: str) -> None:
+        super().__init__(message)
+        self.source = source
+
+
 class ResultsRejectedError(XComplianceError, ValueError):
     """More result lines were quarantined than the configured threshold allows."""

@@ -34,7 +34,6 @@ import csv
 import gzip
 import json
 import logging
-import math
 import os
 import re
 import tempfile
@@ -115,11 +114,9 @@ class InvalidId:
 class IdCounts:
     """What a pass over the sources saw.
 
-    ``read`` counts every line or row (``read == blank + valid + invalid``). ``duplicates`` is exact
-    when ``duplicates_exact`` (with ``dedupe=True``); otherwise it is a HyperLogLog estimate (about 1%
-    standard error of the distinct count; exact in practice for small inputs) because an exact count
-    without removing them would need the same memory or disk as removing them.
-    ``written`` is the number of IDs in the normalised output.
+    ``read`` counts every line or row (``read == blank + valid + invalid``). ``duplicates`` is exact,
+    ``dedupe`` or not: valid IDs minus distinct ones, counted within the dedupe memory bound (spilling
+    to disk beyond it). ``written`` is the number of IDs in the normalised output.
     """
 
     read: int
@@ -127,7 +124,6 @@ class IdCounts:
     valid: int
     invalid: int
     duplicates: int
-    duplicates_exact: bool
     written: int
 
     def as_dict(self) -> dict[str, int | bool]:
@@ -665,50 +661,8 @@ def _mix64(values: np.ndarray) -> np.ndarray:
         return h
 
 
-class _DistinctEstimator:
-    """HyperLogLog, 2**14 one-byte registers: about 0.8% standard error; linear counting when small."""
-
-    precision = 14
-
-    def __init__(self) -> None:
-        self.registers = np.zeros(1 << self.precision, np.uint8)
-
-    @classmethod
-    def sketch(cls, values: np.ndarray) -> np.ndarray:
-        """The registers of ``values`` alone: batches are sketched apart (in parallel) and then merged."""
-        registers = np.zeros(1 << cls.precision, np.uint8)
-        h = _mix64(values)
-        rest_bits = 64 - cls.precision
-        index = (h >> np.uint64(rest_bits)).astype(np.intp)
-        rest = h & np.uint64((1 << rest_bits) - 1)
-        # frexp's exponent is the bit length, exact since rest < 2**53
-        rank = (rest_bits + 1 - np.frexp(rest.astype(np.float64))[1]).astype(np.uint8)
-        np.maximum.at(registers, index, rank)
-        return registers
-
-    def merge(self, registers: np.ndarray) -> None:
-        np.maximum(self.registers, registers, out=self.registers)
-
-    def estimate(self) -> int:
-        m = len(self.registers)
-        zeros = int(np.count_nonzero(self.registers == 0))
-        raw = (
-            (0.7213 / (1 + 1.079 / m))
-            * m
-            * m
-            / float(np.sum(np.ldexp(1.0, -self.registers.astype(np.int64))))
-        )
-        if raw <= 2.5 * m and zeros:
-            return round(m * math.log(m / zeros))
-        return round(raw)
-
-
 def _values(batch: IdBatch) -> np.ndarray | None:
     return batch.id_values() if batch.count else None
-
-
-def _sketch(batch: IdBatch) -> np.ndarray | None:
-    return _DistinctEstimator.sketch(batch.id_values()) if batch.count else None
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:
@@ -903,8 +857,8 @@ class _Tally:
             total=self.invalid,
         )
 
-    def counts(self, duplicates: int, exact: bool, written: int) -> IdCounts:
-        return IdCounts(self.read, self.blank, self.valid, self.invalid, duplicates, exact, written)
+    def counts(self, distinct: int, written: int) -> IdCounts:
+        return IdCounts(self.read, self.blank, self.valid, self.invalid, self.valid - distinct, written)
 
 
 def _check_on_invalid(on_invalid: str) -> None:
@@ -918,20 +872,25 @@ def validate_ids(
     fmt: Fmt | None = None,
     id_column: str | None = None,
     on_invalid: OnInvalid = "fail",
+    dedupe_memory_ids: int = DEFAULT_DEDUPE_MEMORY_IDS,
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> IdCounts:
-    """Check ``sources`` without writing anything; raise :class:`InvalidIdsError` on invalid values
-    unless ``on_invalid="skip"``. ``written`` is then what :func:`prepare_ids` would write without dedupe."""
+    """Check ``sources`` and count them; raise :class:`InvalidIdsError` on invalid values unless
+    ``on_invalid="skip"``. ``written`` is then what :func:`prepare_ids` would write without dedupe.
+    Nothing is written but the temporary spill files of the exact duplicate count, beyond its memory bound."""
     _check_on_invalid(on_invalid)
     tally = _Tally()
-    distinct = _DistinctEstimator()
-    for batch, registers in _validated(sources, fmt, id_column, block_size, _sketch):
-        tally.add(batch)
-        if registers is not None and not (tally.invalid and on_invalid == "fail"):
-            distinct.merge(registers)
-    if tally.invalid and on_invalid == "fail":
-        raise tally.error()
-    return tally.counts(max(0, tally.valid - distinct.estimate()), False, tally.valid)
+    with tempfile.TemporaryDirectory(prefix="xcompliance-dedupe-") as spill:
+        distinct = _Deduplicator(Path(spill), dedupe_memory_ids)
+        for batch, values in _validated(sources, fmt, id_column, block_size, _values):
+            tally.add(batch)
+            if values is not None and not (tally.invalid and on_invalid == "fail"):
+                distinct.add(values)
+        if tally.invalid and on_invalid == "fail":
+            raise tally.error()
+        for _ in distinct.drain():
+            pass
+    return tally.counts(distinct.unique, tally.valid)
 
 
 def prepare_ids(
@@ -969,50 +928,38 @@ def prepare_ids(
     )
     tally = _Tally()
     writer = _ChunkWriter(out, max_ids_per_job)
-    distinct = _DistinctEstimator()
     with ExitStack() as stack:
-        dedup = None
-        if dedupe:
-            spill = stack.enter_context(tempfile.TemporaryDirectory(prefix=".dedupe-", dir=out))
-            dedup = _Deduplicator(Path(spill), dedupe_memory_ids)
+        # the distinct IDs, for the exact duplicate count and, with dedupe, for the output
+        spill = stack.enter_context(tempfile.TemporaryDirectory(prefix=".dedupe-", dir=out))
+        distinct = _Deduplicator(Path(spill), dedupe_memory_ids)
         reject_rows = stack.enter_context(_rejects_writer(rejects)) if rejects is not None else None
-        # per batch, in the worker threads: the values to dedupe, or their sketch for the distinct count
-        then = _values if dedup is not None else _sketch
         try:
-            for batch, extra in _validated(sources, fmt, id_column, block_size, then):
+            for batch, values in _validated(sources, fmt, id_column, block_size, _values):
                 tally.add(batch)
                 if reject_rows is not None:
                     reject_rows.writerows((i.source, i.line, i.value, i.reason) for i in batch.invalid)
-                if extra is None or (tally.invalid and on_invalid == "fail"):
+                if values is None or (tally.invalid and on_invalid == "fail"):
                     continue
-                if dedup is not None:
-                    dedup.add(extra)
-                else:
-                    distinct.merge(extra)
+                distinct.add(values)
+                if not dedupe:
                     writer.write(batch.ids, batch.count)
             if tally.invalid and on_invalid == "fail":
                 raise tally.error()
-            if dedup is not None:
-                for values in dedup.drain():
-                    for start in range(0, len(values), 1 << 20):
-                        piece = values[start : start + (1 << 20)]
-                        writer.write(_ids_text(piece), len(piece))
+            for values in distinct.drain():
+                for start in range(0, len(values), 1 << 20) if dedupe else ():
+                    piece = values[start : start + (1 << 20)]
+                    writer.write(_ids_text(piece), len(piece))
             chunks = writer.close()
         except BaseException:
             writer.discard()
             raise
-    written = sum(chunk.ids for chunk in chunks)
-    if dedup is not None:
-        counts = tally.counts(tally.valid - dedup.unique, True, written)
-    else:
-        counts = tally.counts(max(0, tally.valid - distinct.estimate()), False, written)
+    counts = tally.counts(distinct.unique, sum(chunk.ids for chunk in chunks))
     log.info(
-        "IDs: %s read, %s blank, %s valid, %s invalid, %s%s duplicates, %s written in %s file(s)",
+        "IDs: %s read, %s blank, %s valid, %s invalid, %s duplicates, %s written in %s file(s)",
         counts.read,
         counts.blank,
         counts.valid,
         counts.invalid,
-        "" if counts.duplicates_exact else "~",
         counts.duplicates,
         counts.written,
         len(chunks),

@@ -15,6 +15,7 @@ import pytest
 from airflow_provider_xcompliance import ids as ids_module
 from airflow_provider_xcompliance.exceptions import InvalidIdsError
 from airflow_provider_xcompliance.ids import (
+    DEFAULT_DEDUPE_MEMORY_IDS,
     IdCounts,
     PreparedIds,
     expand_sources,
@@ -405,7 +406,7 @@ def test_counts_add_up(tmp_path: Path) -> None:
     path = write_text(tmp_path / "ids.txt", "1\n\n2\n2\nbad\n3\n")
     counts = prepare_ids(path, tmp_path / "out", on_invalid="skip").counts
     assert counts == IdCounts(
-        read=6, blank=1, valid=4, invalid=1, duplicates=1, duplicates_exact=False, written=4
+        read=6, blank=1, valid=4, invalid=1, duplicates=1, written=4
     )
 
 
@@ -414,24 +415,36 @@ def test_validate_ids_counts_without_writing(tmp_path: Path) -> None:
     counts = validate_ids(path).as_dict()
     assert counts == {
         "read": 3, "blank": 0, "valid": 3, "invalid": 0,
-        "duplicates": 1, "duplicates_exact": False, "written": 3,
+        "duplicates": 1, "written": 3,
     }  # fmt: skip
     assert list(tmp_path.iterdir()) == [path]
 
 
-def test_duplicate_estimate_is_close_on_large_inputs(tmp_path: Path) -> None:
+def test_distinct_ids_count_no_duplicate(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.txt", "".join(f"{10**17 + n * 7919}\n" for n in range(100_000)))
+    assert validate_ids(path).duplicates == 0
+    assert prepare_ids(path, tmp_path / "out").counts.duplicates == 0
+
+
+@pytest.mark.parametrize("memory_ids", [DEFAULT_DEDUPE_MEMORY_IDS, 1_000])
+def test_duplicates_are_counted_exactly_without_dedupe(tmp_path: Path, memory_ids: int) -> None:
     rng = random.Random(3)
-    distinct = rng.sample(range(10**17, 10**18), 200_000)
-    ids = distinct + rng.choices(distinct, k=50_000)
+    distinct = rng.sample(range(10**17, 10**18), 20_000)
+    ids = distinct + rng.choices(distinct, k=5_000)
+    rng.shuffle(ids)
     path = write_text(tmp_path / "ids.txt", "".join(f"{i}\n" for i in ids))
-    assert validate_ids(path).duplicates == pytest.approx(50_000, abs=0.03 * 200_000)
+    assert validate_ids(path, dedupe_memory_ids=memory_ids, block_size=4096).duplicates == 5_000
+    prepared = prepare_ids(path, tmp_path / "out", dedupe_memory_ids=memory_ids, block_size=4096)
+    assert (prepared.counts.duplicates, prepared.counts.written) == (5_000, 25_000)
+    assert [int(i) for i in chunk_ids(prepared)[0]] == ids  # input order kept without dedupe
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".dedupe")]
 
 
 def test_dedupe_removes_duplicates_and_counts_them_exactly(tmp_path: Path) -> None:
     path = write_text(tmp_path / "ids.txt", "3\n1\n3\n2\n1\n003\n")
     prepared = prepare_ids(path, tmp_path / "out", dedupe=True)
     assert chunk_ids(prepared) == [["1", "2", "3"]]
-    assert (prepared.counts.duplicates, prepared.counts.duplicates_exact) == (3, True)
+    assert prepared.counts.duplicates == 3
     assert prepared.counts.written == 3
 
 
