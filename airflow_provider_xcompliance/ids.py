@@ -16,7 +16,14 @@ Rules (one place: :func:`normalise_id` is the reference, the fast paths below mu
   like are refused.
 
 Positions: ``line`` is the 1-based line number in a text file, and the 1-based data row in CSV
-(header and empty lines not counted) and Parquet, where :attr:`InvalidId.unit` says ``"row"``.
+(header and empty lines not counted) and Parquet, where :attr:`InvalidId.unit` says ``"row"``; a CSV
+row with the wrong number of fields is an invalid record named by its line in the file.
+
+Errors: an invalid value is an :class:`InvalidId` (``on_invalid`` decides). A source that cannot be read
+as a whole (missing, a truncated or corrupt ``.gz``, a corrupt Parquet row group, a missing ID column)
+raises :class:`~airflow_provider_xcompliance.exceptions.IdSourceError` naming the file and the line or
+row group, with the library's error as its cause, whatever ``on_invalid`` says: the IDs it holds are
+unknown, so skipping it would silently drop IDs that may need action.
 
 Speed: text is read in large byte blocks; a block of plain ``digits\\n`` lines (CRLF allowed) is checked
 with a handful of vectorised passes and written out unchanged; only a block with an anomaly takes the
@@ -32,14 +39,17 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
+import itertools
 import json
 import logging
 import os
 import re
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -52,7 +62,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from airflow_provider_xcompliance.concurrency import WORKER_MEMORY_POOL, WORKERS, in_order
-from airflow_provider_xcompliance.exceptions import InvalidIdsError
+from airflow_provider_xcompliance.exceptions import IdSourceError, InvalidIdsError
 from airflow_provider_xcompliance.paths import OpenablePath, as_path
 
 log = logging.getLogger(__name__)
@@ -319,12 +329,20 @@ def _overlong_line(source: str, line: int, head: bytes) -> IdBatch:
     return IdBatch(source, line, 1, b"", 0, invalid=(InvalidId(source, line, _shown(head), "line too long"),))
 
 
+def _read(stream: IO[bytes], size: int, source: str, done: int) -> bytes:
+    """A block of ``stream``; a failed read (a truncated or corrupt ``.gz``) names the last whole line."""
+    try:
+        return stream.read(size)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise IdSourceError(f"{source} cannot be read after line {done}: {exc}", source=source) from exc
+
+
 def _text_batches(stream: IO[bytes], source: str, block_size: int) -> Iterator[Callable[[], IdBatch]]:
     """Calls that validate the file block by block; the lines are numbered here, as the blocks are cut."""
     line = 1
     carry = b""
     overlong: bytes | None = None  # start of a line too long to keep, while we skip to its end
-    while chunk := stream.read(block_size):
+    while chunk := _read(stream, block_size, source, line - 1):
         if overlong is not None:
             end = chunk.find(b"\n")
             if end < 0:
@@ -439,59 +457,135 @@ def _column_batch(source: str, first_row: int, column: pa.Array) -> IdBatch:
             pa.types.is_large_binary,
         )
     ):
-        raise TypeError(
+        raise IdSourceError(
             f"{source}: the ID column has type {column.type}; expected integers or strings "
-            "(floating point cannot hold 19-digit IDs exactly)"
+            "(floating point cannot hold 19-digit IDs exactly)",
+            source=source,
         )
     return _string_column(source, first_row, column)
-
-
-def _column_batches(arrays: Iterable[pa.Array], source: str) -> Iterator[Callable[[], IdBatch]]:
-    row = 1
-    for array in arrays:
-        if len(array):
-            yield partial(_column_batch, source, row, array)
-            row += len(array)
 
 
 def _pick_column(names: Sequence[str], id_column: str | None, source: str) -> str:
     if id_column is not None:
         if id_column not in names:
-            raise ValueError(f"{source} has no column {id_column!r} (columns: {', '.join(names)})")
+            columns = ", ".join(names)
+            raise IdSourceError(f"{source} has no column {id_column!r} (columns: {columns})", source=source)
         return id_column
     if len(names) == 1:
         return names[0]
-    raise ValueError(f"{source} has {len(names)} columns: pass id_column= to say which one holds the IDs")
+    raise IdSourceError(
+        f"{source} has {len(names)} columns: pass id_column= to say which one holds the IDs", source=source
+    )
 
 
 def _csv_batches(
-    stream: IO[bytes], source: str, id_column: str | None, block_size: int
+    stream: IO[bytes],
+    reopen: Callable[[], AbstractContextManager[IO[bytes]]],
+    source: str,
+    id_column: str | None,
+    block_size: int,
 ) -> Iterator[Callable[[], IdBatch]]:
-    header = stream.readline().removeprefix(_BOM).decode("utf-8", "replace")
-    names = next(csv.reader([header]), [])
+    """pyarrow's reader first; from the first block it cannot parse (a ragged row, a stray quote) on, the
+    file is read again with Python's ``csv``, which finds each bad row's line and goes on past it.
+
+    The ID column is read as bytes, so a cell that is not UTF-8 is an invalid value, not a read error.
+    """
+    header = stream.readline().removeprefix(_BOM)
+    if not header.strip(_WHITESPACE):
+        return  # an empty file holds no IDs, like an empty text file
+    names = next(csv.reader([header.decode("utf-8", "replace")]), [])
     column = _pick_column(names, id_column, source)
-    reader = pa_csv.open_csv(
-        stream,
-        read_options=pa_csv.ReadOptions(column_names=names, block_size=block_size),
-        convert_options=pa_csv.ConvertOptions(
-            include_columns=[column],
-            column_types={column: pa.string()},
-            strings_can_be_null=False,
-            null_values=[],
-        ),
-    )
-    yield from _column_batches((batch.column(0) for batch in reader), source)
+    row = 1
+    try:
+        reader = pa_csv.open_csv(
+            stream,
+            read_options=pa_csv.ReadOptions(column_names=names, block_size=block_size),
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=[column],
+                column_types={column: pa.binary()},
+                strings_can_be_null=False,
+                null_values=[],
+            ),
+        )
+        for batch in reader:
+            if len(batch):
+                yield partial(_column_batch, source, row, batch.column(0))
+                row += len(batch)
+        return
+    except pa.ArrowInvalid:
+        pass  # parsed again below, row by row, from the first row not yet yielded
+    yield from _csv_rows(reopen, source, names, names.index(column), row, block_size)
+
+
+def _csv_rows(
+    reopen: Callable[[], AbstractContextManager[IO[bytes]]],
+    source: str,
+    names: list[str],
+    index: int,
+    first_row: int,
+    block_size: int,
+) -> Iterator[Callable[[], IdBatch]]:
+    """The slow path: rows from ``first_row`` on; a row with the wrong number of fields is an invalid
+    record named by its line. Rows are data rows (empty lines skipped), as pyarrow counts them."""
+    with reopen() as raw:
+        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline=""))
+        row, start, cells = 1, first_row, list[bytes]()
+        try:
+            for record in itertools.islice(reader, 1, None):  # after the header
+                if not record:
+                    continue
+                if row < first_row:  # yielded by the fast path
+                    row += 1
+                    continue
+                if len(record) != len(names):
+                    if cells:
+                        yield partial(_column_batch, source, start, pa.array(cells, pa.binary()))
+                    text = _shown(",".join(record).encode("utf-8", "surrogateescape"))
+                    reason = f"{len(record)} fields, the header has {len(names)}"
+                    bad = InvalidId(source, reader.line_num, text, reason)
+                    yield partial(IdBatch, source, row, 1, b"", 0, invalid=(bad,))
+                    row, start, cells = row + 1, row + 1, []
+                    continue
+                cells.append(record[index].encode("utf-8", "surrogateescape"))
+                row += 1
+                if len(cells) * 16 >= block_size:
+                    yield partial(_column_batch, source, start, pa.array(cells, pa.binary()))
+                    start, cells = row, []
+        except (csv.Error, OSError, EOFError, zlib.error) as exc:
+            raise IdSourceError(
+                f"{source} cannot be read at line {reader.line_num}: {exc}", source=source
+            ) from exc
+        if cells:
+            yield partial(_column_batch, source, start, pa.array(cells, pa.binary()))
 
 
 def _parquet_batches(
     stream: IO[bytes] | str, source: str, id_column: str | None, block_size: int
 ) -> Iterator[Callable[[], IdBatch]]:
-    # Without pre-buffering and with a bounded read buffer, pyarrow holds one batch, not a whole row
-    # group's column chunk (measured on 1M-row groups of strings: 5 MiB allocated instead of 165 MiB).
-    parquet = pq.ParquetFile(stream, pre_buffer=False, buffer_size=block_size)
+    """Row group by row group, so a corrupt one is named (with its rows)."""
+    try:
+        # Without pre-buffering and with a bounded read buffer, pyarrow holds one batch, not a whole row
+        # group's column chunk (measured on 1M-row groups of strings: 5 MiB allocated instead of 165 MiB).
+        parquet = pq.ParquetFile(stream, pre_buffer=False, buffer_size=block_size)
+    except (pa.ArrowException, OSError) as exc:
+        raise IdSourceError(f"{source} is not a readable Parquet file: {exc}", source=source) from exc
     column = _pick_column(parquet.schema_arrow.names, id_column, source)
-    batches = parquet.iter_batches(batch_size=max(1, block_size // 16), columns=[column])
-    yield from _column_batches((batch.column(0) for batch in batches), source)
+    row = 1
+    for group in range(parquet.num_row_groups):
+        first = row
+        try:
+            for batch in parquet.iter_batches(
+                batch_size=max(1, block_size // 16), row_groups=[group], columns=[column]
+            ):
+                if len(batch):
+                    yield partial(_column_batch, source, row, batch.column(0))
+                    row += len(batch)
+        except (pa.ArrowException, OSError) as exc:
+            rows = parquet.metadata.row_group(group).num_rows
+            raise IdSourceError(
+                f"{source}: row group {group} (rows {first} to {first + rows - 1}) cannot be read: {exc}",
+                source=source,
+            ) from exc
 
 
 # --- Sources ----------------------------------------------------------------------------------------------
@@ -510,7 +604,7 @@ def _glob(pattern: str) -> list[OpenablePath]:
     base: Any = as_path(scheme + sep + folder)
     matches = sorted((p for p in base.glob("/".join(parts[first:])) if p.is_file()), key=str)
     if not matches:
-        raise FileNotFoundError(f"No ID files match {pattern!r}")
+        raise IdSourceError(f"No ID files match {pattern!r}", source=pattern)
     return matches
 
 
@@ -539,7 +633,7 @@ def expand_sources(sources: IdSources) -> list[OpenablePath]:
                 key=str,
             )
             if not found:
-                raise FileNotFoundError(f"No ID files in folder {str(path)!r}")
+                raise IdSourceError(f"No ID files in folder {str(path)!r}", source=str(path))
             files.extend(found)
         else:
             files.append(path)
@@ -587,23 +681,36 @@ def _read_calls(
     files: list[tuple[OpenablePath, Fmt, bool]], id_column: str | None, block_size: int
 ) -> Iterator[Callable[[], IdBatch]]:
     for path, kind, gzipped in files:
-        if kind == "parquet" and gzipped:
-            raise ValueError(
-                f"{path}: Parquet files compress internally; a .gz Parquet file is not supported"
-            )
         source = str(path)
-        with ExitStack() as stack:
-            # pyarrow reads a local Parquet path natively: faster than through a Python file object
-            native = kind == "parquet" and isinstance(path, Path)
-            stream: Any = str(path) if native else stack.enter_context(path.open("rb"))
-            if gzipped:
-                stream = stack.enter_context(gzip.GzipFile(fileobj=stream, mode="rb"))  # type: ignore[arg-type]
-            if kind == "text":
-                yield from _text_batches(stream, source, block_size)
-            elif kind == "csv":
-                yield from _csv_batches(stream, source, id_column, block_size)
-            else:
-                yield from _parquet_batches(stream, source, id_column, block_size)
+        if kind == "parquet" and gzipped:
+            raise IdSourceError(
+                f"{path}: Parquet files compress internally; a .gz Parquet file is not supported",
+                source=source,
+            )
+        try:
+            with ExitStack() as stack:
+                # pyarrow reads a local Parquet path natively: faster than through a Python file object
+                native = kind == "parquet" and isinstance(path, Path)
+                stream: Any = str(path) if native else stack.enter_context(_open(path, gzipped))
+                if kind == "text":
+                    yield from _text_batches(stream, source, block_size)
+                elif kind == "csv":
+                    reopen = partial(_open, path, gzipped)
+                    yield from _csv_batches(stream, reopen, source, id_column, block_size)
+                else:
+                    yield from _parquet_batches(stream, source, id_column, block_size)
+        except OSError as exc:  # not found, no permission, ...: the other read errors say where they are
+            raise IdSourceError(f"{source} cannot be read: {exc}", source=source) from exc
+
+
+@contextmanager
+def _open(path: OpenablePath, gzipped: bool) -> Iterator[IO[bytes]]:
+    with path.open("rb") as raw:
+        if not gzipped:
+            yield raw
+            return
+        with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:  # type: ignore[arg-type]
+            yield unzipped  # type: ignore[misc]
 
 
 def _validated(
@@ -909,8 +1016,9 @@ def prepare_ids(
     """Validate and normalise ``sources`` into local ID files, one per job, ready to upload.
 
     ``on_invalid="fail"`` reads everything (to report the total), then raises :class:`InvalidIdsError`
-    and leaves no chunk file behind. ``on_invalid="skip"`` writes each invalid value to ``rejects_path``
-    (default ``out_dir/rejects.csv``; see :func:`_rejects_writer` for the columns) and goes on.
+    and leaves no chunk file behind; an unreadable source raises ``IdSourceError`` in either mode.
+    ``on_invalid="skip"`` writes each invalid value to ``rejects_path`` (default ``out_dir/rejects.csv``;
+    see :func:`_rejects_writer` for the columns) and goes on.
     ``max_ids_per_job`` splits the output into chunks of that many IDs (the last one smaller).
     Chunk files left in ``out_dir`` by an earlier call are removed first, so the folder holds one copy.
     """

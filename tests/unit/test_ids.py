@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_provider_xcompliance import ids as ids_module
-from airflow_provider_xcompliance.exceptions import InvalidIdsError
+from airflow_provider_xcompliance.exceptions import IdSourceError, InvalidIdsError
 from airflow_provider_xcompliance.ids import (
     DEFAULT_DEDUPE_MEMORY_IDS,
     IdCounts,
@@ -282,7 +282,7 @@ def test_parquet_dictionary_column_is_decoded(tmp_path: Path) -> None:
 def test_parquet_float_column_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "ids.parquet"
     pq.write_table(pa.table({"id": [1.0]}), path)
-    with pytest.raises(TypeError, match="floating point"):
+    with pytest.raises(IdSourceError, match="floating point"):
         valid_ids(path)
 
 
@@ -320,7 +320,7 @@ def test_glob_matches_files_in_path_order(tmp_path: Path) -> None:
 
 
 def test_glob_matching_nothing_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="No ID files match"):
+    with pytest.raises(IdSourceError, match="No ID files match"):
         expand_sources(str(tmp_path / "*.txt"))
 
 
@@ -405,9 +405,7 @@ def test_unknown_on_invalid_is_refused(tmp_path: Path) -> None:
 def test_counts_add_up(tmp_path: Path) -> None:
     path = write_text(tmp_path / "ids.txt", "1\n\n2\n2\nbad\n3\n")
     counts = prepare_ids(path, tmp_path / "out", on_invalid="skip").counts
-    assert counts == IdCounts(
-        read=6, blank=1, valid=4, invalid=1, duplicates=1, written=4
-    )
+    assert counts == IdCounts(read=6, blank=1, valid=4, invalid=1, duplicates=1, written=4)
 
 
 def test_validate_ids_counts_without_writing(tmp_path: Path) -> None:
@@ -552,6 +550,108 @@ def test_a_read_error_is_raised_after_the_batches_read_before_it(tmp_path: Path)
 
     assert rejects.read_text().splitlines()[1:] == [f"{first},2,bad,not a decimal number"]
     assert not list((tmp_path / "out").glob("ids-*"))
+
+
+# --- Sources that cannot be read, and records that cannot be parsed ------------------------------------
+
+
+def ok_parquet(path: Path, rows: int = 1000, group: int = 100) -> bytes:
+    pq.write_table(pa.table({"id": list(range(1, rows + 1))}), path, row_group_size=group)
+    return path.read_bytes()
+
+
+def truncated_gz(path: Path) -> Path:
+    data = gzip.compress(b"".join(b"%d\n" % n for n in range(1, 100_000)))
+    return write_text(path, data[: len(data) // 2])
+
+
+def corrupt_parquet(path: Path) -> Path:
+    data = ok_parquet(path)
+    middle = len(data) // 2
+    return write_text(path, data[:middle] + b"\0" * 100 + data[middle + 100 :])
+
+
+NOT_PARQUET = "ids.parquet is not a readable Parquet file"
+UNREADABLE = {  # name: (file maker, words the message must hold, the library's error kept as the cause)
+    "truncated gzip": (truncated_gz, "ids.txt.gz cannot be read after line 0", EOFError),
+    "not gzip": (lambda p: write_text(p, b"not gzip"), "ids.txt.gz cannot be read", OSError),
+    "corrupt parquet": (corrupt_parquet, "ids.parquet: row group 6 (rows 601 to 700) cannot", OSError),
+    "not parquet": (lambda p: write_text(p, b"hello"), NOT_PARQUET, pa.ArrowInvalid),
+    "truncated parquet": (lambda p: write_text(p, ok_parquet(p)[:300]), NOT_PARQUET, pa.ArrowInvalid),
+    "missing": (lambda p: p, "ids.txt cannot be read", FileNotFoundError),
+}
+SUFFIXES = {"truncated gzip": ".txt.gz", "not gzip": ".txt.gz", "missing": ".txt"}
+
+
+@pytest.mark.parametrize("on_invalid", ["fail", "skip"])
+@pytest.mark.parametrize("case", sorted(UNREADABLE))
+def test_an_unreadable_source_fails_naming_file_and_place_whatever_on_invalid(
+    tmp_path: Path, case: str, on_invalid: str
+) -> None:
+    make, words, cause = UNREADABLE[case]
+    path = make(tmp_path / f"ids{SUFFIXES.get(case, '.parquet')}")
+    good = write_text(tmp_path / "a.txt", "1\n")
+    with pytest.raises(IdSourceError) as caught:
+        prepare_ids([good, path], tmp_path / "out", on_invalid=on_invalid)  # type: ignore[arg-type]
+    assert words in str(caught.value)
+    assert caught.value.source == str(path)
+    assert isinstance(caught.value.__cause__, cause)
+    assert not list((tmp_path / "out").glob("ids-*"))
+
+
+def test_a_missing_id_column_is_a_source_error_naming_the_file(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.csv", "a,b\n1,2\n")
+    with pytest.raises(IdSourceError, match=r"ids\.csv has no column 'id' \(columns: a, b\)"):
+        validate_ids(path, id_column="id", on_invalid="skip")
+
+
+@pytest.mark.parametrize("text", ["id\n", "id\r\n", "\ufeffid\n", ""])
+def test_a_header_only_or_empty_csv_holds_no_record(tmp_path: Path, text: str) -> None:
+    counts = validate_ids(write_text(tmp_path / "ids.csv", text), id_column="id" if text else None)
+    assert (counts.read, counts.valid) == (0, 0)
+
+
+def test_ragged_csv_rows_are_invalid_records_named_by_line(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.csv", "id,name\n1,a\n\n2\n3,c,d\n4,d\n")
+    with pytest.raises(InvalidIdsError) as caught:
+        validate_ids(path, id_column="id")
+    assert "ids.csv line 4: '2' (1 fields, the header has 2)" in str(caught.value)
+    assert "ids.csv line 5: '3,c,d' (3 fields, the header has 2)" in str(caught.value)
+
+    prepared = prepare_ids(path, tmp_path / "out", id_column="id", on_invalid="skip")
+
+    assert chunk_ids(prepared) == [["1", "4"]]
+    assert rejects_of(prepared) == [
+        ["4", "2", "1 fields, the header has 2"],
+        ["5", "3,c,d", "3 fields, the header has 2"],
+    ]
+    assert (prepared.counts.read, prepared.counts.valid, prepared.counts.invalid) == (4, 2, 2)
+
+
+@pytest.mark.usefixtures("shuffled_batches")
+def test_a_ragged_row_deep_in_a_csv_loses_and_repeats_no_row(tmp_path: Path) -> None:
+    rows = [f"{n},x" for n in range(1, 3001)]
+    rows[2500] = "2501"
+    rows[2900] = "\udcff\udcfe,x"  # bytes ff fe: not UTF-8
+    text = "id,name\n" + "\n".join(rows) + "\n"
+    path = write_text(tmp_path / "ids.csv", text.encode("utf-8", "surrogateescape"))
+
+    prepared = prepare_ids(path, tmp_path / "out", id_column="id", on_invalid="skip", block_size=512)
+
+    assert [int(i) for i in chunk_ids(prepared)[0]] == [n for n in range(1, 3001) if n not in (2501, 2901)]
+    assert rejects_of(prepared) == [
+        ["2502", "2501", "1 fields, the header has 2"],
+        ["2901", "\\xff\\xfe", "non-ASCII characters"],
+    ]
+    assert prepared.counts.read == 3000
+
+
+def test_a_csv_cell_that_is_not_utf8_is_an_invalid_value_named_by_row(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.csv", b"id,name\n1,a\n\xff\xfe2,b\n3,\xff\n")
+    with pytest.raises(InvalidIdsError, match=r"ids\.csv row 2: '\\\\xff\\\\xfe2' \(non-ASCII"):
+        validate_ids(path, id_column="id")
+    prepared = prepare_ids(path, tmp_path / "out", id_column="id", on_invalid="skip")
+    assert chunk_ids(prepared) == [["1", "3"]]
 
 
 # --- Chunking --------------------------------------------------------------------------------------------
