@@ -192,6 +192,45 @@ def test_invalid_ids_fail_before_any_job_exists(hook, ti, tmp_path):
     assert hook.created == []
 
 
+EMPTY_SOURCES = {"empty.txt": "", "blank.txt": "\n \n", "header.csv": "id\n", "invalid.txt": "bad\n0\n"}
+
+
+@pytest.mark.parametrize("operator", [create_op, run_op])
+@pytest.mark.parametrize("name", sorted(EMPTY_SOURCES))
+def test_a_source_without_a_valid_id_fails_before_any_job_exists(hook, ti, tmp_path, operator, name):
+    ids = tmp_path / name
+    ids.write_text(EMPTY_SOURCES[name])
+    args = (hook, ids, tmp_path / "out") if operator is run_op else (hook, ids)
+    with pytest.raises(InvalidIdsError, match=f"No valid ID in '{ids}': nothing to upload, no job created"):
+        operator(*args, on_invalid="skip").execute(context_of(ti))
+    assert hook.created == []
+
+
+def test_a_source_fixed_after_a_try_without_valid_ids_is_read_again(hook, ti, tmp_path):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("bad\n")
+    with pytest.raises(InvalidIdsError, match="No valid ID"):
+        run_op(hook, ids, tmp_path / "out", on_invalid="skip").execute(context_of(ti))
+    assert "bad" in next((tmp_path / "out").glob("*rejects*")).read_text()  # published for the user
+    ids.write_text("101\n")
+    summary = run_op(hook, ids, tmp_path / "out", on_invalid="skip").execute(context_of(ti))
+    assert summary["uploaded_ids"] == 1
+
+
+def test_the_first_call_of_a_run_try_records_no_chunk_before_any_pull(hook, ti, ids_file, tmp_path):
+    pulled: list[str] = []
+    pull = ti.xcom_pull
+
+    def recording_pull(task_ids: str, key: str, map_indexes: int) -> Any:
+        pulled.append(key)
+        assert (key, []) in ti.xcom, "a pull of a key never pushed logs an ERROR in Airflow"
+        return pull(task_ids, key, map_indexes)
+
+    ti.xcom_pull = recording_pull  # type: ignore[method-assign]
+    run_op(hook, ids_file, tmp_path / "out").execute(context_of(ti))
+    assert pulled == ["chunks"]
+
+
 def test_retried_create_reuses_an_uploaded_job(hook, ti, ids_file):
     first = create_op(hook, ids_file).execute(context_of(ti))
     assert create_op(hook, ids_file).execute(context_of(ti)) == first
