@@ -21,7 +21,7 @@ from airflow_provider_xcompliance.operators.compliance import (
 
 # Not x_default: DAG parsing inside dag.test() imports tests/conftest.py, which drops AIRFLOW_CONN_X_DEFAULT.
 CONN_ID = "x_id_sources"
-TASK = {
+TASK: dict[str, Any] = {
     "task_id": "ids",
     "ids": "{{ dag_run.conf['ids'] }}",
     "x_conn_id": CONN_ID,
