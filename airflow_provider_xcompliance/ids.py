@@ -757,7 +757,10 @@ def _nothing(batch: IdBatch) -> None:
 
 
 def _mix64(values: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser: spreads snowflakes (clustered by time) evenly over 64 bits."""
+    """SplitMix64's finaliser: spreads snowflakes (clustered by time) evenly over 64 bits.
+
+    A bijection of uint64 (:func:`_unmix64` inverts it), so distinct hashes are distinct IDs.
+    """
     with np.errstate(over="ignore"):
         h = values + np.uint64(0x9E3779B97F4A7C15)
         h ^= h >> np.uint64(30)  # in place: two arrays at most, whatever the size
@@ -768,17 +771,29 @@ def _mix64(values: np.ndarray) -> np.ndarray:
         return h
 
 
-def _values(batch: IdBatch) -> np.ndarray | None:
-    return batch.id_values() if batch.count else None
+def _unmix64(h: np.ndarray) -> np.ndarray:
+    """The IDs behind :func:`_mix64` hashes, in place: each step of the finaliser undone in reverse."""
+    with np.errstate(over="ignore"):
+        h ^= (h >> np.uint64(31)) ^ (h >> np.uint64(62))
+        h *= np.uint64(pow(0x94D049BB133111EB, -1, 1 << 64))
+        h ^= (h >> np.uint64(27)) ^ (h >> np.uint64(54))
+        h *= np.uint64(pow(0xBF58476D1CE4E5B9, -1, 1 << 64))
+        h ^= (h >> np.uint64(30)) ^ (h >> np.uint64(60))
+        h -= np.uint64(0x9E3779B97F4A7C15)
+        return h
 
 
-def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    """Ascending distinct values, sorting ``values`` in place (no copy of the largest array).
+def _hashes(batch: IdBatch) -> np.ndarray | None:
+    """The batch's IDs as sorted hashes (in the worker threads: the main thread then only partitions)."""
+    if not batch.count:
+        return None
+    hashes = _mix64(batch.id_values())
+    hashes.sort()
+    return hashes
 
-    Not ``np.unique``: numpy 2.4's hash-based path is several times slower on uint64 than a sort.
-    """
-    values.sort()
-    ordered = values
+
+def _sorted_unique(ordered: np.ndarray) -> np.ndarray:
+    """The distinct values of a sorted array (not ``np.unique``, which would sort it again)."""
     if len(ordered) < 2:
         return ordered
     keep = np.empty(len(ordered), bool)
@@ -788,14 +803,14 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
 
 
 class _Deduplicator:
-    """Exact deduplication within a memory bound.
+    """Exact distinct IDs within a memory bound: for the duplicate count, and the output of ``dedupe``.
 
-    Up to ``memory_ids`` IDs are held in memory (8 bytes each; sorting and partitioning bring the peak
-    to about 36 bytes per ID of the bound).
-    Beyond it, batches are deduplicated and hash-partitioned into 64 files of ``uint64`` on disk; a
-    partition still larger than the bound is partitioned again on the next hash bits. Disk used is at
-    most 8 bytes per ID, freed partition by partition. Output order: ascending when nothing was
-    spilled, else ascending within each partition; deterministic either way, but not the input order.
+    IDs come as sorted :func:`_hashes`. Up to ``memory_ids`` are held in memory (8 bytes each); beyond
+    it they are appended to 64 files of ``uint64`` by their top hash bits (each sorted batch is cut
+    with a binary search, no sort); a file still larger than the bound at the end is split again on the
+    next bits. Disk used is at most 8 bytes per ID, freed file by file. :meth:`drain` yields the
+    distinct IDs ascending when nothing was spilled, else ascending within each file: deterministic,
+    but not the input order.
     """
 
     fanout_bits = 6
@@ -806,38 +821,36 @@ class _Deduplicator:
         self.pending: list[np.ndarray] = []
         self.pending_ids = 0
         self.spilled = False
-        self.added = 0
         self.unique = 0
 
-    def add(self, values: np.ndarray) -> None:
-        self.added += len(values)
-        self.pending.append(values)
-        self.pending_ids += len(values)
+    def add(self, hashes: np.ndarray) -> None:
+        self.pending.append(hashes)
+        self.pending_ids += len(hashes)
         if self.pending_ids > self.memory_ids:
-            self._spill(self._take_pending(), self.spill_dir, 0)
-            self.spilled = True
-
-    def _take_pending(self) -> np.ndarray:
-        values = np.concatenate(self.pending) if self.pending else np.empty(0, np.uint64)
-        self.pending, self.pending_ids = [], 0
-        return _sorted_unique(values)
+            self._spill(self.pending, self.spill_dir, 0)
+            self.pending, self.pending_ids, self.spilled = [], 0, True
 
     def _partition_path(self, folder: Path, part: int) -> Path:
         return folder / f"part-{part:02d}.u64"
 
-    def _spill(self, values: np.ndarray, folder: Path, depth: int) -> None:
+    def _spill(self, runs: Iterable[np.ndarray], folder: Path, depth: int) -> None:
+        """Append sorted ``runs`` (sharing the hash bits above this depth's) to files by this depth's."""
         folder.mkdir(parents=True, exist_ok=True)
+        fanout = 1 << self.fanout_bits
         shift = np.uint64(64 - self.fanout_bits * (depth + 1))
-        parts = ((_mix64(values) >> shift) & np.uint64((1 << self.fanout_bits) - 1)).astype(np.uint8)
-        order = np.argsort(parts, kind="stable")  # a radix sort on uint8: linear
-        bounds = np.searchsorted(parts[order], np.arange((1 << self.fanout_bits) + 1))
-        for part in range(1 << self.fanout_bits):
-            piece = values[order[bounds[part] : bounds[part + 1]]]
-            if len(piece):
+        pieces: list[list[np.ndarray]] = [[] for _ in range(fanout)]
+        for run in runs:
+            keys = (run >> shift) & np.uint64(fanout - 1)  # ascending, since the run is sorted
+            bounds = np.searchsorted(keys, np.arange(fanout + 1))
+            for part in np.flatnonzero(np.diff(bounds)).tolist():
+                pieces[part].append(run[bounds[part] : bounds[part + 1]])
+        for part, arrays in enumerate(pieces):
+            if arrays:
                 with self._partition_path(folder, part).open("ab") as out:
-                    piece.tofile(out)
+                    out.writelines(array.data for array in arrays)
 
-    def _drain(self, folder: Path, depth: int) -> Iterator[np.ndarray]:
+    def _drain(self, folder: Path, depth: int) -> Iterator[Callable[[], np.ndarray]]:
+        """One call per file, in order, that loads it sorted (and removes it)."""
         for part in range(1 << self.fanout_bits):
             path = self._partition_path(folder, part)
             if not path.exists():
@@ -847,24 +860,52 @@ class _Deduplicator:
                 sub = folder / f"part-{part:02d}"
                 with path.open("rb") as src:
                     while block := src.read(8 * self.memory_ids):
-                        self._spill(np.frombuffer(block, np.uint64), sub, depth + 1)
+                        self._spill([np.sort(np.frombuffer(block, np.uint64))], sub, depth + 1)
                 path.unlink()
                 yield from self._drain(sub, depth + 1)
                 continue
-            values = _sorted_unique(np.fromfile(path, np.uint64))
-            path.unlink()
-            yield values
+            yield partial(_load_sorted, path)
 
-    def drain(self) -> Iterator[np.ndarray]:
-        """Unique IDs, in slices of at most ``memory_ids``; sets :attr:`unique` as it goes."""
-        if not self.spilled:
-            arrays: Iterable[np.ndarray] = [self._take_pending()]
+    def drain(self, ids: bool = False) -> Iterator[np.ndarray]:
+        """Count the distinct IDs into :attr:`unique`; with ``ids``, also yield them (ascending within
+        each slice of at most ``memory_ids``). Slices are loaded and sorted in two threads, in order."""
+        pending, self.pending, self.pending_ids = self.pending, [], 0
+        if self.spilled:
+            self._spill(pending, self.spill_dir, 0)
+            pending.clear()
+            loads: Iterable[Callable[[], np.ndarray]] = self._drain(self.spill_dir, 0)
         else:
-            self._spill(self._take_pending(), self.spill_dir, 0)
-            arrays = self._drain(self.spill_dir, 0)
-        for values in arrays:
-            self.unique += len(values)
-            yield values
+            loads = [partial(_merged, pending)]
+        calls = ((None, partial(_distinct, load, ids)) for load in loads)
+        with ThreadPoolExecutor(WORKERS, thread_name_prefix="xcompliance-dedupe") as pool:
+            for _, (count, distinct) in in_order(pool, calls, 1):
+                self.unique += count
+                if distinct is not None:
+                    yield distinct
+
+
+def _load_sorted(path: Path) -> np.ndarray:
+    hashes = np.fromfile(path, np.uint64)
+    path.unlink()
+    hashes.sort()
+    return hashes
+
+
+def _merged(runs: list[np.ndarray]) -> np.ndarray:
+    merged = np.concatenate(runs) if runs else np.empty(0, np.uint64)
+    runs.clear()  # one copy in memory while sorting, not two
+    merged.sort()
+    return merged
+
+
+def _distinct(load: Callable[[], np.ndarray], ids: bool) -> tuple[int, np.ndarray | None]:
+    """How many distinct hashes ``load()`` returns and, with ``ids``, the IDs behind them, ascending."""
+    run = load()
+    if not ids:
+        return len(run) - int(np.count_nonzero(run[1:] == run[:-1])), None
+    distinct = _unmix64(_sorted_unique(run))  # in place: the run is not needed any more
+    distinct.sort()
+    return len(distinct), distinct
 
 
 # --- Outputs ----------------------------------------------------------------------------------------------
@@ -989,10 +1030,10 @@ def validate_ids(
     tally = _Tally()
     with tempfile.TemporaryDirectory(prefix="xcompliance-dedupe-") as spill:
         distinct = _Deduplicator(Path(spill), dedupe_memory_ids)
-        for batch, values in _validated(sources, fmt, id_column, block_size, _values):
+        for batch, hashes in _validated(sources, fmt, id_column, block_size, _hashes):
             tally.add(batch)
-            if values is not None and not (tally.invalid and on_invalid == "fail"):
-                distinct.add(values)
+            if hashes is not None and not (tally.invalid and on_invalid == "fail"):
+                distinct.add(hashes)
         if tally.invalid and on_invalid == "fail":
             raise tally.error()
         for _ in distinct.drain():
@@ -1042,18 +1083,18 @@ def prepare_ids(
         distinct = _Deduplicator(Path(spill), dedupe_memory_ids)
         reject_rows = stack.enter_context(_rejects_writer(rejects)) if rejects is not None else None
         try:
-            for batch, values in _validated(sources, fmt, id_column, block_size, _values):
+            for batch, hashes in _validated(sources, fmt, id_column, block_size, _hashes):
                 tally.add(batch)
                 if reject_rows is not None:
                     reject_rows.writerows((i.source, i.line, i.value, i.reason) for i in batch.invalid)
-                if values is None or (tally.invalid and on_invalid == "fail"):
+                if hashes is None or (tally.invalid and on_invalid == "fail"):
                     continue
-                distinct.add(values)
+                distinct.add(hashes)
                 if not dedupe:
                     writer.write(batch.ids, batch.count)
             if tally.invalid and on_invalid == "fail":
                 raise tally.error()
-            for values in distinct.drain():
+            for values in distinct.drain(ids=dedupe):
                 for start in range(0, len(values), 1 << 20) if dedupe else ():
                     piece = values[start : start + (1 << 20)]
                     writer.write(_ids_text(piece), len(piece))

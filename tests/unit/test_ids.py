@@ -8,6 +8,7 @@ import random
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -444,6 +445,15 @@ def test_dedupe_removes_duplicates_and_counts_them_exactly(tmp_path: Path) -> No
     assert chunk_ids(prepared) == [["1", "2", "3"]]
     assert prepared.counts.duplicates == 3
     assert prepared.counts.written == 3
+
+
+def test_the_hash_behind_exact_counts_is_a_bijection() -> None:
+    rng = np.random.default_rng(7)
+    values = np.concatenate([rng.integers(0, 2**64 - 1, 10_000, np.uint64, endpoint=True), [0, 1, 2**64 - 1]])
+    values = values.astype(np.uint64)
+    hashes = ids_module._mix64(values)
+    assert len(np.unique(hashes)) == len(np.unique(values))
+    assert np.array_equal(ids_module._unmix64(hashes.copy()), values)
 
 
 @pytest.mark.parametrize("memory_ids", [1_000, 50])
