@@ -8,7 +8,7 @@ warm page cache. Times exclude interpreter start-up and imports (each child warm
     .venv/bin/python bench/bench_ids.py                  # 50M lines, 5 runs each
     .venv/bin/python bench/bench_ids.py --lines 5000000 --runs 3 --prepare
 
-``validate`` is :func:`validate_ids` (checks every line, counts, estimates duplicates, writes nothing);
+``validate`` is :func:`validate_ids` (checks every line, counts, counts duplicates exactly, writes nothing);
 ``prepare`` (with ``--prepare``) is :func:`prepare_ids`, which also writes the normalised copy.
 Raw per-run figures go to ``bench/results/ids-<lines>.raw.json``.
 """
