@@ -193,8 +193,7 @@ class XComplianceCreateJobOperator(BaseOperator):
             max_ids_per_job=self.max_ids_per_job,
         )
         self._ids_prepared(context, prepared)
-        if not prepared.chunks:
-            shutil.rmtree(staging, ignore_errors=True)  # a retry reads the source again (it may be fixed)
+        if not prepared.chunks:  # no manifest either: a retry reads the source again (it may be fixed)
             counts = prepared.counts.as_dict()
             raise InvalidIdsError(
                 f"No valid ID in {self.ids!r}: nothing to upload, no job created ({counts})"
