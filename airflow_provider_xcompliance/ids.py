@@ -837,13 +837,17 @@ class _Deduplicator:
         """Append sorted ``runs`` (sharing the hash bits above this depth's) to files by this depth's."""
         folder.mkdir(parents=True, exist_ok=True)
         fanout = 1 << self.fanout_bits
-        shift = np.uint64(64 - self.fanout_bits * (depth + 1))
+        shift = 64 - self.fanout_bits * (depth + 1)
         pieces: list[list[np.ndarray]] = [[] for _ in range(fanout)]
         for run in runs:
-            keys = (run >> shift) & np.uint64(fanout - 1)  # ascending, since the run is sorted
-            bounds = np.searchsorted(keys, np.arange(fanout + 1))
-            for part in np.flatnonzero(np.diff(bounds)).tolist():
-                pieces[part].append(run[bounds[part] : bounds[part + 1]])
+            if not len(run):
+                continue
+            prefix = int(run[0]) >> (shift + self.fanout_bits) << (shift + self.fanout_bits)
+            starts = np.array([prefix + (part << shift) for part in range(1, fanout)], np.uint64)
+            bounds = [0, *np.searchsorted(run, starts).tolist(), len(run)]
+            for part in range(fanout):
+                if bounds[part] < bounds[part + 1]:
+                    pieces[part].append(run[bounds[part] : bounds[part + 1]])
         for part, arrays in enumerate(pieces):
             if arrays:
                 with self._partition_path(folder, part).open("ab") as out:
