@@ -514,6 +514,8 @@ def _csv_batches(
         return
     except pa.ArrowInvalid:
         pass  # parsed again below, row by row, from the first row not yet yielded
+    except (OSError, EOFError, zlib.error) as exc:
+        raise IdSourceError(f"{source} cannot be read after row {row - 1}: {exc}", source=source) from exc
     yield from _csv_rows(reopen, source, names, names.index(column), row, block_size)
 
 
@@ -652,8 +654,9 @@ def detect_format(path: OpenablePath, fmt: Fmt | None = None) -> tuple[Fmt, bool
         return fmt, gzipped
     suffix = os.path.splitext(name)[1].lower()
     if suffix not in _SUFFIX_FORMATS:
-        raise ValueError(
-            f"Cannot tell the format of {str(path)!r} from its suffix: pass fmt='text', 'csv' or 'parquet'"
+        raise IdSourceError(
+            f"Cannot tell the format of {str(path)!r} from its suffix: pass fmt='text', 'csv' or 'parquet'",
+            source=str(path),
         )
     return _SUFFIX_FORMATS[suffix], gzipped
 
@@ -699,7 +702,7 @@ def _read_calls(
                     yield from _csv_batches(stream, reopen, source, id_column, block_size)
                 else:
                     yield from _parquet_batches(stream, source, id_column, block_size)
-        except OSError as exc:  # not found, no permission, ...: the other read errors say where they are
+        except (OSError, EOFError, zlib.error) as exc:  # not found, no permission...: the others say where
             raise IdSourceError(f"{source} cannot be read: {exc}", source=source) from exc
 
 

@@ -590,7 +590,20 @@ UNREADABLE = {  # name: (file maker, words the message must hold, the library's 
     "truncated parquet": (lambda p: write_text(p, ok_parquet(p)[:300]), NOT_PARQUET, pa.ArrowInvalid),
     "missing": (lambda p: p, "ids.txt cannot be read", FileNotFoundError),
 }
-SUFFIXES = {"truncated gzip": ".txt.gz", "not gzip": ".txt.gz", "missing": ".txt"}
+
+
+def truncated_csv_gz(path: Path) -> Path:
+    data = gzip.compress(b"id\n" + b"".join(b"%d\n" % n for n in range(1, 200_000)))
+    return write_text(path, data[: len(data) // 2])
+
+
+UNREADABLE["truncated csv gzip"] = (truncated_csv_gz, "ids.csv.gz cannot be read after row 0", EOFError)
+SUFFIXES = {
+    "truncated gzip": ".txt.gz",
+    "not gzip": ".txt.gz",
+    "missing": ".txt",
+    "truncated csv gzip": ".csv.gz",
+}
 
 
 @pytest.mark.parametrize("on_invalid", ["fail", "skip"])
