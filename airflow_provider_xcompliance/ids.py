@@ -171,11 +171,13 @@ class PreparedIds:
 
     @classmethod
     def load(cls, path: Path) -> PreparedIds:
-        """Read a manifest written by :meth:`save`."""
+        """Read a manifest written by :meth:`save` (counts this version does not know, such as the
+        ``duplicates_exact`` flag of earlier versions, are dropped: a resumed task must not fail on them)."""
         body = json.loads(path.read_text())
         chunks = tuple(IdChunk(**{**chunk, "path": Path(chunk["path"])}) for chunk in body["chunks"])
         rejects = Path(body["rejects_path"]) if body["rejects_path"] else None
-        return cls(chunks, IdCounts(**body["counts"]), rejects)
+        known = {name: body["counts"][name] for name in IdCounts.__dataclass_fields__}
+        return cls(chunks, IdCounts(**known), rejects)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import random
 import time
 from pathlib import Path
@@ -730,5 +731,16 @@ def test_prepared_ids_survive_a_manifest_round_trip(tmp_path: Path) -> None:
     manifest = tmp_path / "out" / "manifest.json"
 
     prepared.save(manifest)
+
+    assert PreparedIds.load(manifest) == prepared
+
+
+def test_a_manifest_of_an_earlier_version_still_loads(tmp_path: Path) -> None:
+    prepared = prepare_ids(write_text(tmp_path / "ids.txt", "1\n1\n"), tmp_path / "out")
+    manifest = tmp_path / "out" / "manifest.json"
+    prepared.save(manifest)
+    body = json.loads(manifest.read_text())
+    body["counts"]["duplicates_exact"] = False  # what versions with an estimated count wrote
+    manifest.write_text(json.dumps(body))
 
     assert PreparedIds.load(manifest) == prepared
