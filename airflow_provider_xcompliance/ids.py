@@ -20,10 +20,10 @@ Positions: ``line`` is the 1-based line number in a text file, and the 1-based d
 row with the wrong number of fields is an invalid record named by its line in the file.
 
 Errors: an invalid value is an :class:`InvalidId` (``on_invalid`` decides). A source that cannot be read
-as a whole (missing, a truncated or corrupt ``.gz``, a corrupt Parquet row group, a missing ID column)
-raises :class:`~airflow_provider_xcompliance.exceptions.IdSourceError` naming the file and the line or
-row group, with the library's error as its cause, whatever ``on_invalid`` says: the IDs it holds are
-unknown, so skipping it would silently drop IDs that may need action.
+as a whole (missing, a truncated or corrupt ``.gz``, a corrupt Parquet row group, a missing ID column, a
+CSV quote never closed) raises :class:`~airflow_provider_xcompliance.exceptions.IdSourceError` naming the
+file and the line or row group, with the library's error as its cause, whatever ``on_invalid`` says: the
+IDs it holds are unknown, so skipping it would silently drop IDs that may need action.
 
 Speed: text is read in large byte blocks; a block of plain ``digits\\n`` lines (CRLF allowed) is checked
 with a handful of vectorised passes and written out unchanged; only a block with an anomaly takes the
@@ -498,9 +498,10 @@ def _csv_batches(
     names = next(csv.reader([header.decode("utf-8", "replace")]), [])
     column = _pick_column(names, id_column, source)
     row = 1
+    counted = _QuoteCounter(stream, header.count(b'"'))
     try:
         reader = pa_csv.open_csv(
-            stream,
+            counted,
             read_options=pa_csv.ReadOptions(column_names=names, block_size=block_size),
             convert_options=pa_csv.ConvertOptions(
                 include_columns=[column],
@@ -513,12 +514,33 @@ def _csv_batches(
             if len(batch):
                 yield partial(_column_batch, source, row, batch.column(0))
                 row += len(batch)
-        return
     except pa.ArrowInvalid:
         pass  # parsed again below, row by row, from the first row not yet yielded
     except (OSError, EOFError, zlib.error) as exc:
         raise IdSourceError(f"{source} cannot be read after row {row - 1}: {exc}", source=source) from exc
+    else:
+        if counted.quotes % 2:
+            # pyarrow reads an unclosed quote as one value to the end: the rows after it would vanish
+            raise IdSourceError(
+                f"{source} has an unbalanced quote: the rows after it cannot be told apart; fix the file",
+                source=source,
+            )
+        return
     yield from _csv_rows(reopen, source, names, names.index(column), row, block_size)
+
+
+class _QuoteCounter:
+    """A read-only stream that counts the double quotes it passes on (balanced in any valid CSV file)."""
+
+    def __init__(self, stream: IO[bytes], quotes: int = 0) -> None:
+        self.stream = stream
+        self.quotes = quotes
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.quotes += data.count(b'"')
+        return data
 
 
 def _csv_rows(
@@ -532,7 +554,8 @@ def _csv_rows(
     """The slow path: rows from ``first_row`` on; a row with the wrong number of fields is an invalid
     record named by its line. Rows are data rows (empty lines skipped), as pyarrow counts them."""
     with reopen() as raw:
-        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline=""))
+        decoded = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+        reader = csv.reader(decoded, strict=True)  # an unclosed quote is an error, not the rest of the file
         row, start, cells = 1, first_row, list[bytes]()
         try:
             for record in itertools.islice(reader, 1, None):  # after the header

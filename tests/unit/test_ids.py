@@ -670,6 +670,30 @@ def test_a_ragged_row_deep_in_a_csv_loses_and_repeats_no_row(tmp_path: Path) -> 
     assert prepared.counts.read == 3000
 
 
+@pytest.mark.parametrize("on_invalid", ["fail", "skip"])
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('id,name\n1,a\n2,"b\n3,c\n4,d\n', "ids.csv has an unbalanced quote"),  # 3 and 4 would vanish
+        ('id\n1\n"2\n3\n', "ids.csv has an unbalanced quote"),
+        (
+            'id,name\n1,a\n2\n3,"b\n4,c\n',
+            "ids.csv cannot be read at line 5: unexpected end of data",
+        ),  # slow path
+    ],
+)
+def test_an_unclosed_csv_quote_fails_instead_of_swallowing_the_rows_after_it(
+    tmp_path: Path, text: str, words: str, on_invalid: str
+) -> None:
+    with pytest.raises(IdSourceError, match=words):
+        validate_ids(write_text(tmp_path / "ids.csv", text), id_column="id", on_invalid=on_invalid)  # type: ignore[arg-type]
+
+
+def test_quoted_values_over_several_lines_and_doubled_quotes_are_read(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.csv", 'id,"na""me"\n1,"a\nb"\n2,"x""y"\n')
+    assert valid_ids(path, id_column="id") == ["1", "2"]
+
+
 def test_a_csv_cell_that_is_not_utf8_is_an_invalid_value_named_by_row(tmp_path: Path) -> None:
     path = write_text(tmp_path / "ids.csv", b"id,name\n1,a\n\xff\xfe2,b\n3,\xff\n")
     with pytest.raises(InvalidIdsError, match=r"ids\.csv row 2: '\\\\xff\\\\xfe2' \(non-ASCII"):
