@@ -201,8 +201,11 @@ def _windows(block: Block, size: int) -> np.ndarray:
 def _gather(block: Block, positions: np.ndarray, size: int) -> np.ndarray:
     """The ``size`` bytes at each position as ``size // 8`` rows of words, one column per position: word
     ``i`` of all values is contiguous, four times faster to compute on than a strided column. Positions are
-    clipped to the block: a line whose window was clipped fails the ``_READ_AHEAD`` check."""
+    clipped to the block: a line whose window was clipped fails the ``_READ_AHEAD`` check (in a block
+    shorter than a window, every line does: all are read again with room around them)."""
     windows = _windows(block, size)
+    if not len(windows):
+        return np.zeros((size // 8, len(positions)), np.uint64)
     words = windows[np.clip(positions, 0, len(windows) - 1)].view("<u8").reshape(-1, size // 8)
     return np.ascontiguousarray(words.T)
 

@@ -157,4 +157,9 @@ class IdSourceError(XComplianceError, ValueError):
 
 
 class ResultsRejectedError(XComplianceError, ValueError):
-    """More result lines were quarantined than the configured threshold allows."""
+    """More result lines were rejected than the configured threshold allows. ``summary`` is the
+    conversion's summary (already written with the tables and the rejects)."""
+
+    def __init__(self, message: str, *, summary: Any = None) -> None:
+        super().__init__(message)
+        self.summary = summary

@@ -65,7 +65,6 @@ from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path, PurePath
 from typing import IO, Any, Literal
-from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
@@ -73,12 +72,19 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
+from airflow_provider_xcompliance.actions import (
+    GeoScrubPolicy,
+    check_policy,
+    effective_actions,
+    table_dir_name,
+)
 from airflow_provider_xcompliance.api_lines import Block, parse_api_lines
 from airflow_provider_xcompliance.concurrency import WORKER_MEMORY_POOL, WORKERS, in_order
 from airflow_provider_xcompliance.exceptions import ResultsRejectedError
 from airflow_provider_xcompliance.models import JobType, parse_api_time
 from airflow_provider_xcompliance.paths import OpenablePath, PathInput, as_path
 from airflow_provider_xcompliance.redaction import redact_url
+from airflow_provider_xcompliance.rejects import reject_tail
 
 __all__ = [
     "KNOWN_ACTIONS",
@@ -105,7 +111,6 @@ _BUCKET_BYTES = 128 << 20
 _MAX_BUCKETS = 256
 _DEFAULT_BUCKETS = 64  # when the input size is unknown (a source that cannot be stat'ed)
 _ROW_GROUP_ROWS = 1 << 18  # ~10 MiB of rows buffered per table; DuckDB writes 122,880-row groups
-_RAW_LIMIT = 1000
 _INT64_MAX = "9223372036854775807"
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: snowflake low bits are not uniform
 _TWIN_MULTIPLIER = np.uint64(0xC2B2AE3D27D4EB4F)  # another odd constant: hashes independent of the bucket
@@ -141,7 +146,7 @@ def output_schema(id_type: IdType = "int64") -> pa.Schema:
             pa.field("id", pa.int64() if id_type == "int64" else pa.string(), nullable=False),
             pa.field("action", _DICT, nullable=False),
             pa.field("reason", _DICT),
-            pa.field("created_at", TIMESTAMP, nullable=False),
+            pa.field("created_at", TIMESTAMP),
             pa.field("redacted_at", TIMESTAMP),
             pa.field("job_id", _DICT),
             pa.field("job_type", _DICT, nullable=False),
@@ -183,6 +188,9 @@ class ConversionSummary:
     rows_written: int
     duplicates: int
     rejected: int
+    rejected_with_id: int
+    rows_missing_created_at: int
+    rows_unreadable_timestamps: int
     rows_by_action: dict[str, int]
     rows_by_reason: dict[str, int]
     rows_by_action_reason: dict[str, dict[str, int]]
@@ -194,20 +202,18 @@ class ConversionSummary:
     redacted_at_min: datetime | None
     redacted_at_max: datetime | None
     tables: dict[str, str]
+    geo_scrub: str
     rejects_path: str
     summary_path: str
     seconds: float
 
     @property
     def reconciled(self) -> bool:
-        """True when every non-blank line is a written row, a collapsed duplicate or a reject.
-
-        ``rows_valid`` are the lines that parsed; when the reject threshold stopped the conversion no
-        tables were written, so ``rows_written`` and ``duplicates`` are 0.
-        """
-        collapsed = self.rows_written + self.duplicates
-        return self.lines_read == self.rows_valid + self.rejected and (
-            collapsed == self.rows_valid if self.tables else collapsed == 0
+        """True when every non-blank line is a written row, a collapsed duplicate or a reject."""
+        return (
+            self.lines_read
+            == self.rows_valid + self.rejected
+            == (self.rows_written + self.duplicates + self.rejected)
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -234,7 +240,9 @@ def format_summary(summary: ConversionSummary) -> str:
         f"  {'lines read':<22}{summary.lines_read:>14,}   (+{summary.blank_lines:,} blank)",
         f"  {'rows written':<22}{summary.rows_written:>14,}",
         f"  {'duplicates collapsed':<22}{summary.duplicates:>14,}",
-        f"  {'rejected':<22}{summary.rejected:>14,}",
+        f"  {'rejected':<22}{summary.rejected:>14,}   ({summary.rejected_with_id:,} naming an ID)",
+        f"  {'no created_at':<22}{summary.rows_missing_created_at:>14,}",
+        f"  {'odd timestamps (null)':<22}{summary.rows_unreadable_timestamps:>14,}",
         f"  {'reconciled':<22}{'yes' if summary.reconciled else 'NO':>14}",
         "",
         f"  {'action':<16}{'reason':<16}{'rows':>14}",
@@ -274,14 +282,6 @@ def _size(path: Any) -> int | None:
         return int(path.stat().st_size)
     except (OSError, AttributeError, NotImplementedError, TypeError, ValueError):
         return None
-
-
-def _table_dir_name(action: str) -> str:
-    """A folder name for an action: %-escaped, never hidden (a leading ``.`` or ``_`` is escaped too)."""
-    name = quote(action, safe="")
-    if name[0] in "._":
-        name = f"%{ord(name[0]):02X}{name[1:]}"
-    return name
 
 
 def _job_id_from_name(path: Any) -> str | None:
@@ -328,6 +328,7 @@ class _ParsedBlock:
     reject_reasons: Counter[str]
     physical_lines: int
     blank: int
+    notes: Counter[str]  # rows_missing_created_at, rows_unreadable_timestamps, rejected_with_id
 
 
 def _array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -369,6 +370,8 @@ def _normalise_line(raw: _Text) -> bytes | str:
         obj = json.loads(raw)
     except ValueError:
         return "malformed_json"
+    except RecursionError:  # nested deeper than Python parses: pyarrow's reader has no such limit
+        return _deep_line(raw)
     if not isinstance(obj, dict):
         return "not_an_object"
     record: dict[str, str | None] = {}
@@ -377,12 +380,31 @@ def _normalise_line(raw: _Text) -> bytes | str:
         if name == "id" and isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         if value is not None and not isinstance(value, str):
-            return f"invalid_{name}"
-        record[name] = value
+            if name in ("id", "action"):
+                return f"invalid_{name}"
+            value = json.dumps(value)  # text: an odd timestamp becomes null, an odd reason stays readable
+        record[name] = _text(value)
+    return json.dumps(record, ensure_ascii=False).encode() + b"\n"
+
+
+def _text(value: str | None) -> str | None:
+    """The value as text a warehouse can store: a lone surrogate escape ("\\udcff") becomes U+FFFD."""
     try:
-        return json.dumps(record, ensure_ascii=False).encode() + b"\n"
-    except UnicodeEncodeError:  # a lone surrogate escape ("\\udcff"): not text any warehouse can store
+        value is None or value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace") if value else value
+    return value
+
+
+def _deep_line(raw: _Text) -> bytes | str:
+    """A line nested too deep for Python: the row pyarrow reads from it, or a reject."""
+    try:
+        table = _read_json(bytes(raw.strip(b" \t\r\n")) + b"\n")
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return "too_deep"
+    if table.num_rows != 1:
         return "malformed_json"
+    return json.dumps({name: _text(table[name][0].as_py()) for name in _TEXT_FIELDS}).encode() + b"\n"
 
 
 def _line_ends(block: _Text, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -540,8 +562,9 @@ def _parse_general(
 
 def _parse_block(
     block: Block, offsets: np.ndarray, id_type: IdType
-) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]], int]:
-    """Typed rows, their line indexes, rejected lines (index, reason) and the blank count of a block.
+) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]], int, Counter[str]]:
+    """Typed rows, their line indexes, rejected lines (index, reason), the blank count of a block and the
+    notes on its rows (timestamps read as null).
 
     Lines in the API's exact shape go through :func:`parse_api_lines`; the others through
     :func:`_parse_general` and :func:`_validate`. Rows come grouped by path, not in line order:
@@ -552,7 +575,7 @@ def _parse_block(
     part_lines: list[np.ndarray] = []
     fast = parse_api_lines(block, offsets, id_type)
     if len(fast.lines) == count:
-        return fast.table, fast.lines, [], 0
+        return fast.table, fast.lines, [], 0, Counter()
     parts.append(fast.table)
     part_lines.append(fast.lines)
     rest = np.ones(count, bool)
@@ -560,28 +583,39 @@ def _parse_block(
     rest_lines = np.flatnonzero(rest)
     rest_data, rest_offsets = _joined(_lines_array(block, offsets).filter(pa.array(rest)))
     table, row_lines, line_rejects, blank = _parse_general(rest_data.to_pybytes(), rest_offsets)
-    rows, row_rejects = _validate(table.combine_chunks(memory_pool=WORKER_MEMORY_POOL), id_type)
+    rows, row_rejects, notes = _validate(table.combine_chunks(memory_pool=WORKER_MEMORY_POOL), id_type)
     parts.append(rows)
     part_lines.append(rest_lines[np.delete(row_lines, [row for row, _ in row_rejects])])
     rejects = [(int(rest_lines[i]), reason) for i, reason in line_rejects]
     rejects += [(int(rest_lines[row_lines[row]]), reason) for row, reason in row_rejects]
-    return pa.concat_tables(parts), np.concatenate(part_lines), rejects, blank
+    return pa.concat_tables(parts), np.concatenate(part_lines), rejects, blank, notes
 
 
 def _convert_block(
-    block: Block, id_type: IdType, buckets: int, job_id: str | None, job_type: str
+    block: Block,
+    id_type: IdType,
+    buckets: int,
+    job_id: str | None,
+    job_type: str,
+    geo_scrub: GeoScrubPolicy,
 ) -> _ParsedBlock:
     """Parse, validate, bucket and split one block of whole lines by action (worker thread; numpy and
     pyarrow release the GIL)."""
     newlines = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
     count = len(newlines)
     offsets = _line_offsets(newlines)
-    rows, row_lines, found, blank = _parse_block(block, offsets, id_type)
+    rows, row_lines, found, blank, notes = _parse_block(block, offsets, id_type)
     found.sort()
-    rejects = _reject_records(block, offsets, found)
-    rows, counts = _partition(rows.combine_chunks(memory_pool=WORKER_MEMORY_POOL), row_lines, buckets)
+    rejects = [
+        (index, reject_tail(bytes(block[offsets[index] : offsets[index + 1]]), r)) for index, r in found
+    ]
+    notes["rejected_with_id"] = sum('"id":null' not in tail for _, tail in rejects)
+    rows = rows.combine_chunks(memory_pool=WORKER_MEMORY_POOL)
+    actions = effective_actions(_array(rows["action"]), _array(rows["reason"]), geo_scrub)
+    rows = rows.set_column(rows.schema.get_field_index("action"), "action", actions)
+    rows, counts = _partition(rows, row_lines, buckets)
     parts = _split(rows, counts, id_type, job_id, job_type)
-    return _ParsedBlock(parts, rejects, Counter(reason for _, reason in found), count, blank)
+    return _ParsedBlock(parts, rejects, Counter(reason for _, reason in found), count, blank, notes)
 
 
 def _split(
@@ -635,35 +669,9 @@ def _spill_keys(ids: pa.Array) -> np.ndarray:
     return keys
 
 
-def _reject_records(block: Block, offsets: np.ndarray, found: list[tuple[int, str]]) -> list[tuple[int, str]]:
-    """Each rejected line's JSON fields after ``source`` and ``line`` (built in the worker).
-
-    The raw texts are JSON-encoded in one call, as a list: an encoded string holds no unescaped quote, so
-    ``","`` occurs in the list's text only between two of them. Characters that Python's ``splitlines``
-    takes for line ends are escaped too, so every reader sees one record per line.
-    """
-    if not found:
-        return []
-    lines = np.array([index for index, _ in found])
-    spans = zip(offsets[lines].tolist(), offsets[lines + 1].tolist(), strict=True)
-    raws = [bytes(block[start:end]).rstrip(b"\r\n") for start, end in spans]
-    texts = [raw[:_RAW_LIMIT].decode("utf-8", errors="replace") for raw in raws]
-    listed = json.dumps(texts, ensure_ascii=False, separators=(",", ":"))
-    for breaking in ("\x85", "\u2028", "\u2029"):
-        if breaking in listed:
-            listed = listed.replace(breaking, f"\\u{ord(breaking):04x}")
-    encoded = listed[2:-2].split('","')
-    return [
-        (
-            index,
-            f',"reason":"{reason}","raw":"{text}","cut":{"true" if len(raw) > _RAW_LIMIT else "false"}}}\n',
-        )
-        for (index, reason), raw, text in zip(found, raws, encoded, strict=True)
-    ]
-
-
-def _validate(table: pa.Table, id_type: IdType) -> tuple[pa.Table, list[tuple[int, str]]]:
-    """Type the columns; rows that cannot be typed become (row, reason) rejects."""
+def _validate(table: pa.Table, id_type: IdType) -> tuple[pa.Table, list[tuple[int, str]], Counter[str]]:
+    """Type the columns; rows without a readable id and action become (row, reason) rejects. Unreadable
+    timestamps become null, counted in the notes."""
     ids, action = _array(table["id"]), _array(table["action"])
     created, created_bad = _parse_timestamps(_array(table["created_at"]))
     redacted, redacted_bad = _parse_timestamps(_array(table["redacted_at"]))
@@ -676,10 +684,8 @@ def _validate(table: pa.Table, id_type: IdType) -> tuple[pa.Table, list[tuple[in
         ("missing_id", pc.is_null(ids)),
         ("invalid_id", pc.invert(digits)),
         ("missing_action", pc.fill_null(pc.equal(action, ""), True)),
-        ("missing_created_at", pc.is_null(table["created_at"])),
-        ("invalid_created_at", created_bad),
-        ("invalid_redacted_at", redacted_bad),
     ]
+    odd = pc.or_(created_bad, redacted_bad)
     bad = checks[0][1]
     for _, mask in checks[1:]:
         bad = pc.or_(bad, mask)
@@ -689,7 +695,13 @@ def _validate(table: pa.Table, id_type: IdType) -> tuple[pa.Table, list[tuple[in
         first = np.select(masks, np.arange(len(checks)), default=-1)
         rejects = [(row, checks[first[row]][0]) for row in np.flatnonzero(first >= 0).tolist()]
         keep = pc.invert(bad)
-        table, created, redacted, ids = (x.filter(keep) for x in (table, created, redacted, ids))
+        table, created, redacted, ids, odd = (x.filter(keep) for x in (table, created, redacted, ids, odd))
+    notes = Counter(
+        {
+            "rows_missing_created_at": table["created_at"].null_count,
+            "rows_unreadable_timestamps": pc.sum(odd).as_py() or 0,
+        }
+    )
     typed_ids = pc.cast(ids, pa.int64()) if id_type == "int64" else ids
     rows = pa.table(
         {
@@ -700,7 +712,7 @@ def _validate(table: pa.Table, id_type: IdType) -> tuple[pa.Table, list[tuple[in
             "redacted_at": redacted,
         }
     )
-    return rows, rejects
+    return rows, rejects, notes
 
 
 def _partition(rows: pa.Table, lines: np.ndarray, buckets: int) -> tuple[pa.Table, np.ndarray]:
@@ -828,6 +840,7 @@ class _Stats:
     blank: int = 0
     valid: int = 0
     rejects: Counter[str] = dataclasses.field(default_factory=Counter)
+    notes: Counter[str] = dataclasses.field(default_factory=Counter)
     tables: dict[str, _TableCounts] = dataclasses.field(default_factory=dict)
 
 
@@ -839,6 +852,7 @@ def results_to_parquet(
     job_id: str | None = None,
     id_type: IdType = "int64",
     max_rejects: int | float | None = None,
+    geo_scrub: GeoScrubPolicy = "scrub",
     spill_dir: str | os.PathLike[str] | None = None,
     workers: int | None = None,
 ) -> ConversionSummary:
@@ -847,12 +861,15 @@ def results_to_parquet(
     ``sources``: one path or URI, several, or a mapping ``{source: job_id}`` (the results of several chunk
     jobs). A source's job id is its mapping value, else ``job_id``, else the last 10-19 digit run in its file
     name, else null. ``max_rejects``: an ``int`` is a count, a ``float`` a fraction of lines read; when
-    exceeded, the rejects file and summary are still committed (without tables) and
-    :class:`ResultsRejectedError` is raised. ``spill_dir``: local scratch space for the dedupe spill (default:
-    the system temp dir). ``workers``: parser threads (default: CPU count, at most 4).
+    exceeded, the tables, the rejects file and the summary are still committed and
+    :class:`ResultsRejectedError` is raised (``None``: never). ``geo_scrub``: the table of geo scrubs,
+    ``"scrub"`` or ``"delete"`` (see :mod:`~airflow_provider_xcompliance.actions`). ``spill_dir``: local
+    scratch space for the dedupe spill (default: the system temp dir). ``workers``: parser threads
+    (default: CPU count, at most 4).
     """
     started = time.monotonic()
     job_type_value = JobType(job_type).value
+    policy = check_policy(geo_scrub)
     if id_type not in ("int64", "string"):
         raise ValueError(f"id_type must be 'int64' or 'string', not {id_type!r}")
     inputs = _normalise_sources(sources, job_id)
@@ -869,22 +886,25 @@ def results_to_parquet(
             tempfile.TemporaryDirectory(prefix="xcompliance-", dir=spill_dir) as scratch,
         ):
             run = _Conversion(inputs, staging, job_type_value, id_type, buckets, pool, threads, Path(scratch))
+            run.geo_scrub = policy
             with run, (staging / REJECTS_FILE).open("w", encoding="utf-8") as rejects_out:
                 run.read(rejects_out)
-                over = _over_threshold(max_rejects, sum(run.stats.rejects.values()), run.stats.lines)
-                written = run.discard() if over else run.finish()
-        tables = {action: str(final / _table_dir_name(action)) for action in written}
-        summary = _summarise(inputs, final, job_type_value, id_type, run.stats, tables, started)
+                written = run.finish()
+        tables = {action: str(final / table_dir_name(action)) for action in written}
+        summary = _summarise(inputs, final, (job_type_value, id_type, policy), run.stats, tables, started)
         with (staging / SUMMARY_FILE).open("w", encoding="utf-8") as out:
             json.dump(summary.to_dict(), out, indent=2)
         _commit(staging, final)
     except BaseException:
         _remove(staging)
         raise
-    if over:
+    if _over_threshold(max_rejects, summary.rejected, summary.lines_read):
         raise ResultsRejectedError(
             f"{summary.rejected:,} of {summary.lines_read:,} result lines were rejected, more than "
-            f"max_rejects={max_rejects}; no tables were written. See {summary.rejects_path}"
+            f"max_rejects={max_rejects}: {summary.rejected_with_id:,} of them name an ID that may need "
+            f"action and is in no table. The tables, the rejects and the summary were written; see "
+            f"{redact_url(summary.rejects_path)}",
+            summary=summary,
         )
     return summary
 
@@ -962,6 +982,7 @@ class _Conversion:
         self.schema = output_schema(id_type)
         self.keys = _STRING_KEYS if id_type == "string" else _INT_KEYS
         self.stats = _Stats()
+        self.geo_scrub: GeoScrubPolicy = "scrub"
         self.spills: dict[tuple[str, int], Path] = {}
         self._spill_files: dict[tuple[str, int], IO[bytes]] = {}
         self._tables: dict[str, _TableWriter] = {}
@@ -983,7 +1004,13 @@ class _Conversion:
             for source, (path, name, job_id) in enumerate(self.inputs):
                 for block in _source_blocks(path):
                     convert = partial(
-                        _convert_block, block, self.id_type, self.buckets, job_id, self.job_type
+                        _convert_block,
+                        block,
+                        self.id_type,
+                        self.buckets,
+                        job_id,
+                        self.job_type,
+                        self.geo_scrub,
                     )
                     yield (source, name), convert
 
@@ -994,6 +1021,7 @@ class _Conversion:
             self.stats.lines += block.physical_lines - block.blank
             self.stats.blank += block.blank
             self.stats.rejects.update(block.reject_reasons)
+            self.stats.notes.update(block.notes)
             if block.rejects:
                 prefix = f'{{"source":{json.dumps(name)},"line":'
                 rejects_out.write("".join(f"{prefix}{first_line + i}{rest}" for i, rest in block.rejects))
@@ -1016,7 +1044,7 @@ class _Conversion:
 
     def _table(self, action: str) -> _TableWriter:
         if action not in self._tables:
-            folder = self.staging / _table_dir_name(action)
+            folder = self.staging / table_dir_name(action)
             folder.mkdir(parents=True, exist_ok=True)
             self._tables[action] = _TableWriter(folder / PART_FILE, self.schema)
             self._stack.callback(self._tables[action].close)
@@ -1051,17 +1079,9 @@ class _Conversion:
                 self._rewrite(action, dropped)
         return list(self._tables)
 
-    def discard(self) -> list[str]:
-        """Over the reject threshold: no tables at all, so nobody applies a partial result."""
-        self._stack.close()
-        for action in self._tables:
-            _remove(self.staging / _table_dir_name(action))
-        self.stats.tables.clear()
-        return []
-
     def _rewrite(self, action: str, dropped: np.ndarray) -> None:
         """Copy the table without its dropped rows (the bits set in ``dropped``), one row group at a time."""
-        folder = self.staging / _table_dir_name(action)
+        folder = self.staging / table_dir_name(action)
         original, rewritten = folder / f".{PART_FILE}.with-duplicates", folder / PART_FILE
         _move(rewritten, original)
         counts = self.stats.tables[action] = _TableCounts()
@@ -1106,12 +1126,12 @@ def _duplicate_rows(path: Path, keys: np.dtype) -> np.ndarray:
 def _summarise(
     inputs: list[tuple[Any, str, str | None]],
     final: Any,
-    job_type: str,
-    id_type: str,
+    kind: tuple[str, str, str],
     stats: _Stats,
     tables: dict[str, str],
     started: float,
 ) -> ConversionSummary:
+    job_type, id_type, geo_scrub = kind
     written = sum(counts.rows for counts in stats.tables.values())
     reason_totals: Counter[str] = Counter()
     ranges: dict[str, tuple[Any, Any]] = {}
@@ -1133,8 +1153,11 @@ def _summarise(
         blank_lines=stats.blank,
         rows_valid=stats.valid,
         rows_written=written,
-        duplicates=stats.valid - written if tables else 0,
+        duplicates=stats.valid - written,
         rejected=sum(stats.rejects.values()),
+        rejected_with_id=stats.notes["rejected_with_id"],
+        rows_missing_created_at=stats.notes["rows_missing_created_at"],
+        rows_unreadable_timestamps=stats.notes["rows_unreadable_timestamps"],
         rows_by_action={action: counts.rows for action, counts in stats.tables.items()},
         rows_by_reason=dict(sorted(reason_totals.items())),
         rows_by_action_reason={
@@ -1148,6 +1171,7 @@ def _summarise(
         redacted_at_min=_utc(redacted[0]),
         redacted_at_max=_utc(redacted[1]),
         tables=tables,
+        geo_scrub=geo_scrub,
         rejects_path=str(final / REJECTS_FILE),
         summary_path=str(final / SUMMARY_FILE),
         seconds=round(time.monotonic() - started, 3),

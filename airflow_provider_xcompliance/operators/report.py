@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_xcompliance import storage
+from airflow_provider_xcompliance.actions import GeoScrubPolicy, check_policy
+from airflow_provider_xcompliance.exceptions import ResultsRejectedError
 from airflow_provider_xcompliance.models import JobType
 from airflow_provider_xcompliance.results import format_summary, results_to_parquet
 
@@ -48,9 +50,13 @@ class XComplianceResultsToParquetOperator(BaseOperator):
     Layout (see :mod:`airflow_provider_xcompliance.results`): ``destination/delete/``,
     ``destination/scrub_geo/`` and a folder per any other action, each a complete table with ``id``,
     ``action``, ``reason``, ``created_at``, ``redacted_at``, ``job_id``, ``job_type``; ``_rejects.jsonl``
-    quarantines bad lines with their file and line number; ``_summary.json`` holds the counts. The output
-    is replaced atomically, so a rerun of the task replaces its own output and a reader never sees half a
-    table.
+    holds the lines from which no row could be read, with their file, line number and any ID they name;
+    ``_summary.json`` holds the counts. The output is replaced atomically, so a rerun of the task replaces
+    its own output and a reader never sees half a table.
+
+    Fail closed: by default (``max_rejects=0``) the task fails when any line was rejected, after writing
+    the tables, the rejects and the summary; the error says how many and where the rejects are. A rejected
+    line may name an ID that needs action, and it is in no table.
 
     Give ``outlets=[Asset(...)]`` to schedule a warehouse DAG on the tables: each asset event carries the row
     counts per action in its ``extra``.
@@ -60,8 +66,10 @@ class XComplianceResultsToParquetOperator(BaseOperator):
     :param destination: folder (local path or object-storage URI) that receives the tables (templated).
     :param job_type: ``tweets`` or ``users``: written into every row so tables of both types can be merged.
     :param id_type: ``int64`` (default) or ``string`` for the ``id`` column.
-    :param max_rejects: fail the task when more lines are quarantined than this count (``int``) or fraction
-        of lines read (``float``); the rejects file is still written. ``None`` never fails on rejects.
+    :param max_rejects: fail the task when more lines are rejected than this count (``int``, default 0) or
+        fraction of lines read (``float``); everything is still written. ``None`` never fails on rejects.
+    :param geo_scrub: ``"scrub"`` (default) puts geo scrubs (reason or action ``scrub_geo``) in
+        ``scrub_geo/``; ``"delete"`` puts them in ``delete/``.
     """
 
     template_fields: Sequence[str] = ("results", "destination", "job_type")
@@ -74,10 +82,12 @@ class XComplianceResultsToParquetOperator(BaseOperator):
         destination: str,
         job_type: JobType | str,
         id_type: str = "int64",
-        max_rejects: int | float | None = None,
+        max_rejects: int | float | None = 0,
+        geo_scrub: GeoScrubPolicy = "scrub",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.geo_scrub = check_policy(geo_scrub)
         self.results = results
         self.destination = destination
         self.job_type = job_type
@@ -86,13 +96,19 @@ class XComplianceResultsToParquetOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         sources = result_sources(self.results)
-        summary = results_to_parquet(
-            {storage.location(uri): job_id for uri, job_id in sources.items()},
-            storage.location(self.destination),
-            job_type=self.job_type,
-            id_type="string" if self.id_type == "string" else "int64",
-            max_rejects=self.max_rejects,
-        )
+        try:
+            summary = results_to_parquet(
+                {storage.location(uri): job_id for uri, job_id in sources.items()},
+                storage.location(self.destination),
+                job_type=self.job_type,
+                id_type="string" if self.id_type == "string" else "int64",
+                max_rejects=self.max_rejects,
+                geo_scrub=self.geo_scrub,
+            )
+        except ResultsRejectedError as exc:
+            if exc.summary is not None:
+                self.log.info("%s", format_summary(exc.summary))
+            raise
         self.log.info("%s", format_summary(summary))
         for outlet in self.outlets:
             if isinstance(outlet, Asset):

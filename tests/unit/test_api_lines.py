@@ -30,7 +30,7 @@ def general_rows(block: bytes, id_type: results.IdType) -> dict[int, dict]:
     """Line index -> the row the general path makes of it (lines it rejects are absent)."""
     offsets = offsets_of(block)
     table, row_lines, _, _ = results._parse_general(block, offsets)
-    rows, row_rejects = results._validate(table.combine_chunks(), id_type)
+    rows, row_rejects, _ = results._validate(table.combine_chunks(), id_type)
     kept = np.delete(row_lines, [row for row, _ in row_rejects])
     return dict(zip(kept.tolist(), rows.to_pylist(), strict=True))
 
