@@ -349,7 +349,12 @@ def _read_json(data: _Text | pa.Buffer) -> pa.Table:
         memory_pool=WORKER_MEMORY_POOL,
     )
     if not (isinstance(data, (bytes, bytearray)) and data.isascii()):  # ASCII is valid UTF-8: no check
-        table.validate(full=True)  # the reader lets invalid UTF-8 through; this raises ArrowInvalid instead
+        # the reader lets invalid UTF-8 through, even in keys it ignores: these raise ArrowInvalid instead
+        offsets = pa.py_buffer(np.array([0, len(data)], np.int64))
+        pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(data)]).cast(
+            pa.large_string()
+        )
+        table.validate(full=True)
     return table
 
 
