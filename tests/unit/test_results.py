@@ -269,7 +269,7 @@ def test_reconciliation_accounts_for_every_non_blank_line(tmp_path: Path) -> Non
 
 
 def test_rejects_over_a_count_threshold_fail_after_writing_everything(tmp_path: Path) -> None:
-    with pytest.raises(ResultsRejectedError, match="2 of 3 .* 1 of them name an ID") as raised:
+    with pytest.raises(ResultsRejectedError, match=r"2 of 3 .* 1 of them name an ID") as raised:
         convert(tmp_path, line(), '{"id":"77","act', "more junk", max_rejects=1)
 
     assert str(tmp_path / "out" / "_rejects.jsonl") in str(raised.value)

@@ -99,13 +99,13 @@ def corpus(seed: int) -> list[bytes]:
 Verdict = tuple[str, Any]
 
 
-def verdicts_of_lines(lines: list[bytes], geo_scrub: str = "scrub") -> list[Verdict | None]:
-    """Each line's verdict, taken from the line alone: ("row", row), ("reject", (reason, id)), None if blank."""
+def verdicts_of_lines(lines: list[bytes]) -> list[Verdict | None]:
+    """Each line's verdict, from the line alone: ("row", row), ("reject", (reason, id)), None if blank."""
     out: list[Verdict | None] = []
     for line in lines:
         block = line + b"\n"
         offsets = results._line_offsets(np.flatnonzero(np.frombuffer(block, np.uint8) == 10))
-        parsed = results._convert_block(block, "int64", 1, None, "tweets", geo_scrub)  # type: ignore[arg-type]
+        parsed = results._convert_block(block, "int64", 1, None, "tweets", "scrub")  # type: ignore[arg-type]
         rows = [row for part in parsed.parts for row in part.table.to_pylist()]
         rejects = [json.loads("{" + tail[1:]) for _, tail in parsed.rejects]
         assert len(rows) + len(rejects) + parsed.blank == 1 == len(offsets) - 1
@@ -151,7 +151,8 @@ def rows_and_rejects(out: Path, summary: results.ConversionSummary) -> tuple[dic
         for row in pq.read_table(Path(path) / results.PART_FILE).to_pylist():
             rows[row.pop("id")] = row
     raw = (out / results.REJECTS_FILE).read_bytes()
-    assert raw.isascii() and (not raw or raw.endswith(b"\n"))
+    assert raw.isascii()
+    assert not raw or raw.endswith(b"\n")
     records = [json.loads(line) for line in raw.decode().split("\n")[:-1]]
     assert len(records) == len(raw.decode().splitlines())  # no reader sees a record cut in two
     return rows, {record["line"]: _reject_key(record) for record in records}
@@ -187,6 +188,8 @@ def test_the_corpus_holds_rows_rejects_and_salvaged_ids(cases) -> None:
     _, verdicts = cases
     kinds = [verdict[0] for verdict in verdicts if verdict]
     salvaged = [v[1][1] for v in verdicts if v and v[0] == "reject" and v[1][1] is not None]
-    assert kinds.count("row") > 300 and kinds.count("reject") > 100 and len(salvaged) > 50
+    assert kinds.count("row") > 300
+    assert kinds.count("reject") > 100
+    assert len(salvaged) > 50
     actions = {v[1]["action"] for v in verdicts if v and v[0] == "row"}
     assert {"delete", "scrub_geo", "a" * 300 + "delete"} <= actions
