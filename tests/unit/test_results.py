@@ -662,3 +662,74 @@ def test_first_occurrence_wins_between_fast_and_general_lines_of_one_block(tmp_p
     convert(tmp_path, line(id="1", reason="protected"), api_line("1", reason="deleted"))
 
     assert table(tmp_path).to_pylist()[0]["reason"] == "protected"
+
+
+# --- Geo scrubs, odd actions, inputs that once crashed -----------------------------------------------------
+
+GEO_AS_X_DOCUMENTS = line(id="1", action="delete", reason="scrub_geo")
+GEO_AS_ACTION = line(id="2", action="scrub_geo", reason="scrub_geo")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_geo_scrub_goes_to_scrub_geo_whatever_its_action(tmp_path: Path, monkeypatch, fast: bool) -> None:
+    lines = [
+        GEO_AS_X_DOCUMENTS,
+        GEO_AS_ACTION,
+        api_line("3", reason="scrub_geo"),
+        line(id="4"),
+    ]
+    if not fast:
+        monkeypatch.setattr(results, "parse_api_lines", lambda block, offsets, id_type: no_fast_rows(id_type))
+
+    summary = convert(tmp_path, *lines)
+
+    geo = table(tmp_path, "scrub_geo").to_pylist()
+    assert sorted(row["id"] for row in geo) == [1, 2, 3]
+    assert {row["action"] for row in geo} == {"scrub_geo"}  # the action column equals the folder
+    assert table(tmp_path)["id"].to_pylist() == [4]
+    assert summary.rows_by_action == {"delete": 1, "scrub_geo": 3}
+    assert summary.geo_scrub == "scrub"
+
+
+def test_geo_scrubs_can_be_deleted_instead(tmp_path: Path) -> None:
+    summary = convert(tmp_path, GEO_AS_X_DOCUMENTS, GEO_AS_ACTION, line(id="4"), geo_scrub="delete")
+
+    assert sorted(table(tmp_path)["id"].to_pylist()) == [1, 2, 4]
+    assert set(table(tmp_path)["action"].to_pylist()) == {"delete"}
+    assert table(tmp_path, "scrub_geo").num_rows == 0
+    assert summary.rows_by_action_reason["delete"] == {"deleted": 1, "scrub_geo": 2}
+
+
+def test_an_unknown_geo_policy_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="geo_scrub"):
+        convert(tmp_path, line(), geo_scrub="keep")
+
+
+def test_a_new_action_keeps_its_own_table_and_a_long_one_a_bounded_folder(tmp_path: Path) -> None:
+    long_action = "x" * 300 + "/é"
+    summary = convert(tmp_path, line(id="1", action="quarantine"), line(id="2", action=long_action))
+
+    assert table(tmp_path, "quarantine")["id"].to_pylist() == [1]
+    folder = Path(summary.tables[long_action])
+    assert len(folder.name) <= 120
+    assert pq.read_table(folder)["action"].to_pylist() == [long_action]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\n\n  \n\r\n",
+        b'{"id":"12","act',
+        line(id="1").encode() + b'\n{"id":"12","act',
+        b'{"id":"5","action":"delete","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+        b"\xff\xfe\x00\n\x85\n",
+    ],
+)
+def test_inputs_that_once_crashed_end_as_rows_or_rejects(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "results.jsonl").write_bytes(content)
+
+    summary = results_to_parquet(tmp_path / "results.jsonl", tmp_path / "out", job_type="tweets")
+
+    assert summary.reconciled
+    assert summary.lines_read == summary.rows_written + summary.rejected
+    assert len(rejects(tmp_path)) == summary.rejected

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from airflow.sdk import Asset
 
+from airflow_provider_xcompliance.exceptions import ResultsRejectedError
 from airflow_provider_xcompliance.operators.report import XComplianceResultsToParquetOperator, result_sources
 
 LINES = [
@@ -84,3 +85,38 @@ def test_asset_outlets_carry_the_row_counts(tmp_path: Path) -> None:
     operator.execute(context={"outlet_events": events})  # type: ignore[arg-type]
 
     assert events[asset].extra["rows_by_action"] == {"delete": 1, "scrub_geo": 1}
+
+
+def test_any_reject_fails_the_task_by_default_after_writing_everything(tmp_path: Path) -> None:
+    results = tmp_path / "r.jsonl"
+    results.write_text(json.dumps(LINES[0]) + '\n{"id":"1263926741774581761","action":"de')
+    operator = XComplianceResultsToParquetOperator(
+        task_id="to_parquet", results=str(results), destination=str(tmp_path / "tables"), job_type="tweets"
+    )
+
+    with pytest.raises(ResultsRejectedError, match=r"1 of 2 .*1 of them name an ID") as raised:
+        operator.execute(context={})  # type: ignore[arg-type]
+
+    rejects = tmp_path / "tables" / "_rejects.jsonl"
+    assert str(rejects) in str(raised.value)
+    assert json.loads(rejects.read_text())["id"] == "1263926741774581761"
+    assert pq.read_table(tmp_path / "tables" / "delete")["id"].to_pylist() == [1265324480517361664]
+    assert json.loads((tmp_path / "tables" / "_summary.json").read_text())["rejected"] == 1
+
+
+def test_max_rejects_opts_into_tolerance_and_geo_scrub_into_deleting(tmp_path: Path) -> None:
+    results = tmp_path / "r.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in LINES) + "junk\n")
+    operator = XComplianceResultsToParquetOperator(
+        task_id="to_parquet",
+        results=str(results),
+        destination=str(tmp_path / "tables"),
+        job_type="tweets",
+        max_rejects=1,
+        geo_scrub="delete",
+    )
+
+    summary = operator.execute(context={})  # type: ignore[arg-type]
+
+    assert (summary["rejected"], summary["rows_by_action"]) == (1, {"delete": 2, "scrub_geo": 0})
+    assert set(summary["tables"]) == {"delete", "scrub_geo"}
