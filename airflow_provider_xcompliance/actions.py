@@ -21,7 +21,15 @@ from urllib.parse import quote
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["GEO_SCRUB", "GEO_SCRUB_POLICIES", "GeoScrubPolicy", "effective_actions", "table_dir_name"]
+__all__ = [
+    "GEO_SCRUB",
+    "GEO_SCRUB_POLICIES",
+    "GeoScrubPolicy",
+    "check_policy",
+    "effective_action",
+    "effective_actions",
+    "table_dir_name",
+]
 
 GeoScrubPolicy = Literal["scrub", "delete"]
 GEO_SCRUB = "scrub_geo"
@@ -33,6 +41,13 @@ def check_policy(geo_scrub: str) -> GeoScrubPolicy:
     if geo_scrub not in GEO_SCRUB_POLICIES:
         raise ValueError(f"geo_scrub must be one of {GEO_SCRUB_POLICIES}, not {geo_scrub!r}")
     return geo_scrub  # type: ignore[return-value]
+
+
+def effective_action(action: str, reason: str | None, geo_scrub: GeoScrubPolicy = "scrub") -> str:
+    """The table of one result record (for checks against ground truth; the converter works by column)."""
+    if GEO_SCRUB in (action, reason):
+        return GEO_SCRUB if geo_scrub == "scrub" else "delete"
+    return action
 
 
 def _codes(dictionary: pa.Array, value: str) -> list[int]:

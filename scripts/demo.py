@@ -20,6 +20,7 @@ from typing import Any
 
 import duckdb
 
+from airflow_provider_xcompliance.actions import effective_action
 from airflow_provider_xcompliance.emulator import EmulatorConfig, EmulatorHandle, run_emulator
 from scripts.demo_warehouse import seed_warehouse
 
@@ -138,7 +139,8 @@ def _check_against_ground_truth(
     flagged: dict[tuple[str, str], set[int]] = {}
     for job in emulator.state()["jobs"]:
         for record in emulator.ground_truth(job["id"]):
-            flagged.setdefault((job["type"], record["action"]), set()).add(int(record["id"]))
+            action = effective_action(record["action"], record.get("reason"))
+            flagged.setdefault((job["type"], action), set()).add(int(record["id"]))
     posts_deleted = flagged.get(("tweets", "delete"), set())
     expected = {
         "posts": before["posts"] - posts_deleted,

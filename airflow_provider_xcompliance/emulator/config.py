@@ -61,6 +61,17 @@ class EmulatorConfig:
         "data", "a list with no jobs answers {data: [], meta: ...} or {}", EMPTY_LIST_STYLES
     )
     crlf: bool = _opt(False, "write result lines with \\r\\n endings")
+    geo_scrub_action: str = _opt(
+        "delete",
+        "action of geo-scrub results (reason scrub_geo): delete as X's docs show, or scrub_geo",
+        ("delete", "scrub_geo"),
+    )
+    result_timestamps: str = _opt(
+        "api",
+        "one result line in four gets no created_at (missing) or an odd one (odd: null, a number, junk, "
+        "an impossible date, nanoseconds); api: as X's docs show",
+        ("api", "missing", "odd"),
+    )
     ground_truth: Path | None = dataclasses.field(
         default=None,
         metadata=_meta("JSONL of result records to return (default: a deterministic rule of the ID)"),
@@ -90,6 +101,10 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         if self.problem_host not in PROBLEM_HOSTS:
             raise ValueError(f"problem_host must be one of {PROBLEM_HOSTS}, not {self.problem_host!r}")
+        for name in ("geo_scrub_action", "result_timestamps"):
+            choices = type(self).__dataclass_fields__[name].metadata["choices"]
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, not {getattr(self, name)!r}")
         if self.empty_list_style not in EMPTY_LIST_STYLES:
             raise ValueError(f"empty_list_style must be 'data' or 'empty', not {self.empty_list_style!r}")
         if not self.token:

@@ -42,7 +42,8 @@ _PRE_SNOWFLAKE_MS = (
 _DAY_MS = 86_400_000
 _MAX_DIGITS = 19
 _BLOCK_BYTES = 8 * 1024 * 1024  # measured: 4 to 16 MiB run fastest; 64 MiB falls out of the CPU caches
-# Weighted reasons per job type; scrub_geo is the only reason whose action is not "delete".
+# Weighted reasons per job type. X's documentation shows geo scrubs as action "delete", reason "scrub_geo":
+# the default; ``geo_scrub_action="scrub_geo"`` writes the action some other sources write.
 _REASONS: dict[str, tuple[tuple[str, int], ...]] = {
     "tweets": (
         ("deleted", 40),
@@ -157,17 +158,25 @@ def _splitmix(values: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
+GEO_SCRUB_ACTIONS = ("delete", "scrub_geo")
+RESULT_TIMESTAMPS = ("api", "missing", "odd")
+
+
 class _RuleTable:
     """One job type's reasons, and the constant parts of its lines between the variable ones."""
 
-    def __init__(self, reasons: tuple[tuple[str, int], ...]) -> None:
+    def __init__(self, reasons: tuple[tuple[str, int], ...], geo_action: str) -> None:
         self.bounds = np.cumsum([weight for _, weight in reasons])
-        actions = ["scrub_geo" if reason == "scrub_geo" else "delete" for reason, _ in reasons]
+        actions = [geo_action if reason == "scrub_geo" else "delete" for reason, _ in reasons]
         self.after_id = _strings([f'","action":"{a}","created_at":"'.encode() for a in actions])
         self.tail = _strings([f'","reason":"{reason}"}}'.encode() for reason, _ in reasons])
 
 
-_RULE_TABLES = {job_type: _RuleTable(reasons) for job_type, reasons in _REASONS.items()}
+_RULE_TABLES = {
+    (job_type, geo_action): _RuleTable(reasons, geo_action)
+    for job_type, reasons in _REASONS.items()
+    for geo_action in GEO_SCRUB_ACTIONS
+}
 _ID_OPEN = _strings([b'{"id":"'])[0]
 _REDACTED_OPEN = _strings([b'","redacted_at":"'])
 
@@ -177,14 +186,14 @@ def _is_flagged(ids: np.ndarray) -> np.ndarray:
     return np.asarray((ids * _FIBONACCI >> np.uint64(54)) < _FLAGGED_PER_1024)
 
 
-def _rule_lines(job_type: str, ids: np.ndarray) -> pa.StringArray:
+def _rule_lines(job_type: str, ids: np.ndarray, geo_action: str = "delete") -> pa.StringArray:
     """The result lines of flagged ``ids`` (uint64): reasons and timestamps from a stronger mix of the ID.
 
     Snowflake IDs get their own creation time; others (old IDs, most old user IDs) any pre-2010 date; so
     every date lies between 2007 and 2026. ``redacted_at`` is optional in real files: one line in eight
     leaves it out.
     """
-    table = _RULE_TABLES[job_type]
+    table = _RULE_TABLES[(job_type, geo_action)]
     bits = _splitmix(ids)
     reason = _int64s(
         np.searchsorted(table.bounds, (bits & np.uint64(0xFFFF)) % np.uint64(table.bounds[-1]), "right")
@@ -245,13 +254,19 @@ class ResultSource(Protocol):
 
 
 class RuleSource:
-    """The built-in rule (:func:`deterministic_records`): every candidate needs action."""
+    """The built-in rule (:func:`deterministic_records`): every candidate needs action. Geo scrubs carry
+    ``geo_scrub_action`` (``delete`` by default, as X's documentation shows)."""
+
+    def __init__(self, geo_scrub_action: str = "delete") -> None:
+        if geo_scrub_action not in GEO_SCRUB_ACTIONS:
+            raise ValueError(f"geo_scrub_action must be one of {GEO_SCRUB_ACTIONS}, not {geo_scrub_action!r}")
+        self.geo_scrub_action = geo_scrub_action
 
     def candidates(self, ids: np.ndarray) -> np.ndarray:
         return _is_flagged(ids)
 
     def lines(self, job_type: str, ids: np.ndarray) -> pa.StringArray:
-        return _rule_lines(job_type, ids)
+        return _rule_lines(job_type, ids, self.geo_scrub_action)
 
 
 class GroundTruthSource:
@@ -435,17 +450,50 @@ class _Block:
     results: _Results | None  # the results of all candidates (None: no candidate)
 
 
-def _results(records: pa.StringArray, crlf: bool) -> _Results:
+# Odd timestamps, one form per line in turn: null, a number, junk, an impossible instant, nanoseconds.
+_ODD_CREATED_AT = [
+    '"created_at":null',
+    '"created_at":1571000000',
+    '"created_at":"yesterday"',
+    '"created_at":"2019-13-45T25:61:61.000Z"',
+    '"created_at":"2019-10-29T17:02:47.123456789Z"',
+]
+_ODD_EVERY = 4  # one result line in four gets an odd or missing timestamp
+
+
+def odd_timestamps(records: pa.StringArray, style: str) -> pa.StringArray:
+    """``records`` with one line in four given a missing (``style="missing"``: no ``created_at`` key) or
+    an odd ``created_at`` (``"odd"``); ``"api"`` leaves them as the API writes them."""
+    if style == "api" or not len(records):
+        return records
+    index = np.arange(len(records))
+    chosen = index % _ODD_EVERY == 0
+    if style == "missing":
+        return pc.if_else(
+            _booleans(chosen), pc.replace_substring_regex(records, '"created_at":"[^"]*",', ""), records
+        )
+    variant = index // _ODD_EVERY % len(_ODD_CREATED_AT)
+    for number, text in enumerate(_ODD_CREATED_AT):
+        odd = pc.replace_substring_regex(records, '"created_at":"[^"]*"', text)
+        records = pc.if_else(_booleans(chosen & (variant == number)), odd, records)
+    return records
+
+
+def _results(records: pa.StringArray, crlf: bool, timestamps: str = "api") -> _Results:
+    records = odd_timestamps(records, timestamps)
     truth = _joined(records, _LF)
     return len(records), truth, _joined(records, _CRLF) if crlf else truth
 
 
-def _block_work(block: memoryview, job_type: str, source: ResultSource, crlf: bool) -> _Block:
+def _block_work(
+    block: memoryview, job_type: str, source: ResultSource, crlf: bool, timestamps: str
+) -> _Block:
     """Parse a block and format the lines of its candidates (needed, but for repeats of earlier blocks)."""
     valid, blank, lines = _parse_block(block)
     flagged = valid[source.candidates(valid)]
     unique, first = np.unique(flagged, return_index=True)
-    results = _results(source.lines(job_type, flagged[np.sort(first)]), crlf) if len(unique) else None
+    candidates = source.lines(job_type, flagged[np.sort(first)]) if len(unique) else None
+    results = None if candidates is None else _results(candidates, crlf, timestamps)
     return _Block(len(valid), blank, lines - blank - len(valid), flagged, unique, first, results)
 
 
@@ -457,16 +505,18 @@ def process_upload(
     job_type: str,
     source: ResultSource,
     crlf: bool = False,
+    timestamps: str = "api",
     block_size: int = _BLOCK_BYTES,
 ) -> ProcessingOutcome:
     """Stream ``upload`` and write one result line per distinct ID needing action.
 
     ``results`` is the file served for download; ``ground_truth`` gets the same records with plain ``\\n``
-    endings and is never truncated by fault injection, so tests can compare against it.
+    endings and is never truncated by fault injection, so tests can compare against it. ``timestamps``:
+    see :func:`odd_timestamps` (the ground truth holds the same odd lines: they are what X sent).
     """
     seen = _FirstSeen()
     ids = invalid = blank = written = 0
-    work = partial(_block_work, job_type=job_type, source=source, crlf=crlf)
+    work = partial(_block_work, job_type=job_type, source=source, crlf=crlf, timestamps=timestamps)
     # each block in flight (the one awaited and WORKERS more) reads into its own buffer
     blocks = _line_blocks(upload, block_size, buffers=WORKERS + 1)
     with (
@@ -481,7 +531,7 @@ def process_upload(
                 records, truth_lines, served = part.results
             elif unseen.any():  # repeats of IDs written for earlier blocks: the rest, in order of first sight
                 fresh = part.flagged[np.sort(part.first[unseen])]
-                records, truth_lines, served = _results(source.lines(job_type, fresh), crlf)
+                records, truth_lines, served = _results(source.lines(job_type, fresh), crlf, timestamps)
             else:
                 continue
             written += records

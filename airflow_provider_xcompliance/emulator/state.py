@@ -143,7 +143,9 @@ class EmulatorState:
         self._owns_data_dir = owns_data_dir
         self.signer = UrlSigner()
         self.source: results.ResultSource = (
-            results.GroundTruthSource(config.ground_truth) if config.ground_truth else results.RuleSource()
+            results.GroundTruthSource(config.ground_truth)
+            if config.ground_truth
+            else results.RuleSource(config.geo_scrub_action)
         )
         self.jobs: dict[str, JobRecord] = {}
         self.requests: collections.Counter[str] = collections.Counter()
@@ -338,6 +340,7 @@ class EmulatorState:
                 job_type=job.type,
                 source=self.source,
                 crlf=self.config.crlf,
+                timestamps=self.config.result_timestamps,
             )
             limit = self.config.max_upload_ids
             if limit is not None and outcome.ids > limit:

@@ -11,6 +11,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from airflow_provider_xcompliance.actions import effective_action
 from airflow_provider_xcompliance.emulator import EmulatorHandle
 from scripts.demo_warehouse import seed_warehouse, warehouse_counts
 
@@ -35,7 +36,8 @@ def expected_actions(emulator: EmulatorHandle, job_type: str) -> dict[str, set[i
     for job in emulator.state()["jobs"]:
         if job["type"] == job_type:
             for record in emulator.ground_truth(job["id"]):
-                actions.setdefault(record["action"], set()).add(int(record["id"]))
+                action = effective_action(record["action"], record.get("reason"))
+                actions.setdefault(action, set()).add(int(record["id"]))
     return actions
 
 

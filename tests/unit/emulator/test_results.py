@@ -67,7 +67,7 @@ def test_the_rule_is_deterministic() -> None:
     assert flagged("tweets", range(1, 5000)) == flagged("tweets", range(1, 5000))
 
 
-def test_tweets_get_every_reason_and_scrub_geo_has_its_own_action() -> None:
+def test_tweets_get_every_reason_and_geo_scrubs_are_deletes_as_x_documents() -> None:
     records = flagged("tweets")
     actions = {(record["reason"], record["action"]) for record in records}
 
@@ -79,8 +79,42 @@ def test_tweets_get_every_reason_and_scrub_geo_has_its_own_action() -> None:
         "scrub_geo",
         "bounced",
     }
+    assert {action for _, action in actions} == {"delete"}
+
+
+def test_geo_scrubs_can_carry_their_own_action(tmp_path: Path) -> None:
+    ids = list(SNOWFLAKES)[:20_000]
+    upload_file = tmp_path / "ids.txt"
+    upload_file.write_text("".join(f"{i}\n" for i in ids))
+    truth = tmp_path / "truth.jsonl"
+    source = RuleSource("scrub_geo")
+    process_upload(upload_file, tmp_path / "results.jsonl", truth, job_type="tweets", source=source)
+
+    actions = {(r["reason"], r["action"]) for r in map(json.loads, truth.read_text().splitlines())}
     assert {action for reason, action in actions if reason == "scrub_geo"} == {"scrub_geo"}
     assert {action for reason, action in actions if reason != "scrub_geo"} == {"delete"}
+
+
+@pytest.mark.parametrize("style", ["missing", "odd"])
+def test_odd_result_timestamps_hit_one_line_in_four_and_ground_truth_holds_them(tmp_path, style) -> None:
+    for name in ("api", style):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "ids.txt").write_text("".join(f"{i}\n" for i in list(SNOWFLAKES)[:20_000]))
+        process(tmp_path / name / "ids.txt", timestamps=name)
+
+    plain, odd = (
+        [json.loads(x) for x in (tmp_path / name / "ids.results").read_text().splitlines()]
+        for name in ("api", style)
+    )
+    truth = [json.loads(line) for line in (tmp_path / style / "ids.truth").read_text().splitlines()]
+    changed = [(a, b) for a, b in zip(plain, odd, strict=True) if a != b]
+    assert truth == odd
+    assert len(changed) == pytest.approx(len(odd) / 4, abs=2)
+    assert all({**a, "created_at": None} == {**b, "created_at": None} for a, b in changed)
+    if style == "missing":
+        assert all("created_at" not in b for _, b in changed)
+    else:
+        assert {type(b["created_at"]) for _, b in changed} == {str, int, type(None)}
 
 
 def test_users_get_only_user_reasons() -> None:
