@@ -5,11 +5,15 @@ or any fsspec URI such as ``s3://``, ``os.PathLike`` objects, and path objects w
 ``upath.UPath`` or Airflow's ``ObjectStoragePath``) and writes this layout::
 
     destination/
-      delete/part-00000.parquet       one folder per action: each folder is a complete table
+      delete/part-00000.parquet       one folder per effective action: each folder is a complete table
       scrub_geo/part-00000.parquet    (both always written, empty tables when no row has that action)
-      <other action>/part-00000.parquet   any other action that appears; the name is %-escaped
-      _rejects.jsonl                  quarantined lines: source, line, reason, raw (first 1000 bytes)
+      <other action>/part-00000.parquet   any other action that appears; the name is %-escaped, bounded
+      _rejects.jsonl                  lines no row could be read from (see :mod:`.rejects`)
       _summary.json                   :class:`ConversionSummary` as JSON, written last
+
+Geo scrubs (``reason`` or ``action`` ``scrub_geo``) go to ``scrub_geo/`` whatever their action, or to
+``delete/`` with ``geo_scrub="delete"``; every table's ``action`` column equals its folder (see
+:mod:`~airflow_provider_xcompliance.actions`).
 
 One folder per table rather than Hive ``action=...`` partitions: every file carries its own ``action`` column,
 so no engine has to reconcile a partition key that also lives in the file (engines disagree on that);
@@ -17,10 +21,17 @@ so no engine has to reconcile a partition key that also lives in the file (engin
 dataset readers skip the side files.
 
 Schema: ``id`` int64 (or string), ``action``/``reason``/``job_id``/``job_type`` dictionary-encoded strings,
-``created_at``/``redacted_at`` ``timestamp[ms, UTC]`` (``redacted_at`` nullable). Unknown fields are ignored;
-unknown ``action`` and ``reason`` values are kept. A missing ``reason`` is kept as null.
+``created_at``/``redacted_at`` ``timestamp[ms, UTC]`` (nullable). Unknown fields are ignored; unknown
+``action`` and ``reason`` values are kept. A missing ``reason`` is kept as null.
 
-Bad lines are quarantined in ``_rejects.jsonl`` and never dropped silently. The summary reconciles exactly::
+Fail closed: a line that is a JSON object with a readable ``id`` and a non-empty string ``action`` is always a
+row. A missing or unreadable timestamp becomes null (``rows_missing_created_at`` and
+``rows_unreadable_timestamps`` count them), a non-string ``reason`` is kept as its JSON text. Only a line
+without a readable id or action is rejected, to ``_rejects.jsonl`` with any ID it names
+(``rejected_with_id``): such an ID may need action and is in no table (its action is unknown, and guessing
+one could delete a post X only asked to scrub), so ``max_rejects`` fails the run on it, after everything is
+written. A line's verdict depends on its bytes alone, never on its neighbours or on where a block ends. The
+summary reconciles exactly::
 
     lines_read (non-blank lines) == rows_written + duplicates + rejected
 
