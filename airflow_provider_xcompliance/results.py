@@ -399,11 +399,11 @@ def _normalise_line(raw: _Text) -> bytes | str:
             if name in ("id", "action"):
                 return f"invalid_{name}"
             value = json.dumps(value)  # text: an odd timestamp becomes null, an odd reason stays readable
-        record[name] = _text(value)
+        record[name] = _storable(value)
     return json.dumps(record, ensure_ascii=False).encode() + b"\n"
 
 
-def _text(value: str | None) -> str | None:
+def _storable(value: str | None) -> str | None:
     """The value as text a warehouse can store: a lone surrogate escape ("\\udcff") becomes U+FFFD."""
     try:
         value is None or value.encode()
@@ -420,7 +420,7 @@ def _deep_line(raw: _Text) -> bytes | str:
         return "too_deep"
     if table.num_rows != 1:
         return "malformed_json"
-    return json.dumps({name: _text(table[name][0].as_py()) for name in _TEXT_FIELDS}).encode() + b"\n"
+    return json.dumps({name: _storable(table[name][0].as_py()) for name in _TEXT_FIELDS}).encode() + b"\n"
 
 
 def _line_ends(block: _Text, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

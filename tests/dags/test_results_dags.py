@@ -57,21 +57,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
-def emulator_config(request: pytest.FixtureRequest) -> Any:
-    from airflow_provider_xcompliance.emulator import EmulatorConfig
-
-    defaults = {"token": "test-token", "processing_seconds": 0.0, "rate_limit_count": 100_000}
-    return EmulatorConfig(**{**defaults, **getattr(request, "param", {})})
-
-
-@pytest.fixture
-def api(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    [value] = emulator.conn_env().values()
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", value)
-    return emulator
-
-
-@pytest.fixture
 def ids_file(tmp_path: Path) -> Path:
     path = tmp_path / "ids.txt"
     path.write_text("".join(f"{1_300_000_000_000_000_000 + n * 7919}\n" for n in range(3000)))
