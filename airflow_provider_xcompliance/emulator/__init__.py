@@ -19,8 +19,8 @@ Where the real API's behaviour is undocumented, the emulator chooses (and client
 Result files follow X's documentation: geo scrubs carry ``"action": "delete", "reason": "scrub_geo"`` (the
 compliance quickstart's example; ``geo_scrub_action="scrub_geo"`` writes the other form), and every line has
 ``created_at`` in one of the forms real files show. Alternatives, one flag each: ``result_timestamps``
-(``missing``/``odd``: one line in four without ``created_at`` or with an odd one), ``truncate_results`` (the file
-cut mid-line), ``crlf``.
+(``missing``/``odd``: one line in four without ``created_at`` or with an odd one), ``truncate_results``
+(the file cut mid-line), ``crlf``.
 """
 
 from airflow_provider_xcompliance.emulator.app import create_app
