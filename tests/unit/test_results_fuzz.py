@@ -162,13 +162,21 @@ def no_fast_rows(block: Any, offsets: Any, id_type: str) -> api_lines.FastRows:
     return api_lines.parse_api_lines(b"", np.zeros(1, np.int32), id_type)
 
 
-@pytest.mark.parametrize("path", ["fast", "general"])
-@pytest.mark.parametrize("block_bytes", [64, 700, 4096, 12 << 20])
+def streamed_blocks(path: Path) -> Any:
+    """Blocks as an object-store source gives them (read, not memory-mapped)."""
+    with path.open("rb") as stream:
+        yield from results._blocks(stream, results._BLOCK_BYTES)
+
+
+@pytest.mark.parametrize("path", ["fast", "general", "streamed"])
+@pytest.mark.parametrize("block_bytes", [64, 700, 12 << 20])
 def test_every_line_keeps_its_own_verdict_in_any_block(tmp_path, monkeypatch, cases, path, block_bytes):
     lines, verdicts = cases
     monkeypatch.setattr(results, "_BLOCK_BYTES", block_bytes)
     if path == "general":
         monkeypatch.setattr(results, "parse_api_lines", no_fast_rows)
+    if path == "streamed":
+        monkeypatch.setattr(results, "_source_blocks", streamed_blocks)
 
     summary, out = convert_all(tmp_path, lines)
 
