@@ -130,6 +130,7 @@ _JOB_ID_IN_NAME = re.compile(r"(?<!\d)(\d{10,19})(?!\d)")
 _TEXT_FIELDS = ("id", "action", "created_at", "redacted_at", "reason")
 _JSON_STARTS = frozenset(bytes([byte]) for byte in b'{["-0123456789tfn')
 _JSON_WORDS = frozenset((b"true", b"false", b"null"))
+_PYTHON_NESTING = 500  # brackets a line may hold for Python's parser, well inside its recursion limit
 _JSON_SCHEMA = pa.schema([(name, pa.string()) for name in _TEXT_FIELDS])
 _PARSE_OPTIONS = pj.ParseOptions(
     explicit_schema=_JSON_SCHEMA, unexpected_field_behavior="ignore", newlines_in_values=False
@@ -382,12 +383,12 @@ def _normalise_line(raw: _Text) -> bytes | str:
         return "malformed_json"
     if text[:1] not in _JSON_STARTS or (text[:1] in b"tfn" and text not in _JSON_WORDS):
         return "malformed_json"  # no JSON text starts so: decided without raising a decode error
+    if raw.count(b"[") + raw.count(b"{") > _PYTHON_NESTING:  # by its bytes alone: never a RecursionError
+        return _deep_line(raw)
     try:
         obj = json.loads(raw)
     except ValueError:
         return "malformed_json"
-    except RecursionError:  # nested deeper than Python parses: pyarrow's reader has no such limit
-        return _deep_line(raw)
     if not isinstance(obj, dict):
         return "not_an_object"
     record: dict[str, str | None] = {}
@@ -405,15 +406,18 @@ def _normalise_line(raw: _Text) -> bytes | str:
 
 def _storable(value: str | None) -> str | None:
     """The value as text a warehouse can store: a lone surrogate escape ("\\udcff") becomes U+FFFD."""
+    if value is None:
+        return None
     try:
-        value is None or value.encode()
+        value.encode()
     except UnicodeEncodeError:
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace") if value else value
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return value
 
 
 def _deep_line(raw: _Text) -> bytes | str:
-    """A line nested too deep for Python: the row pyarrow reads from it, or a reject."""
+    """A line that may nest too deep for Python: the row pyarrow reads from it (its reader has no depth
+    limit, and takes only string values for the fields read), or a reject."""
     try:
         table = _read_json(bytes(raw.strip(b" \t\r\n")) + b"\n")
     except (pa.ArrowInvalid, UnicodeDecodeError):
