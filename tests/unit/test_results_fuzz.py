@@ -63,6 +63,8 @@ def mutations(rng: random.Random, line: bytes) -> list[bytes]:
         after("created_at", '"20-'),
         after("created_at", '"9999-99-99T99:99:99Z","z":"'),
         after("created_at", "{}" + ',"z":"'),
+        after("created_at", "[" * 200 + "]" * 200 + ',"z":"'),  # Python reads it: a null created_at
+        after("created_at", "[" * 300 + "]" * 300 + ',"z":"'),  # past the bracket bound: pyarrow refuses
         after("redacted_at", '"soon'),
         after("created_at", '"2019-10-29 17:02:47.123456789","z":"'),
         line.replace(b'"created_at"', b'"created"'),
