@@ -37,10 +37,10 @@ def _salvage_action(raw: bytes) -> str:
     return "null" if found is None else _quote(found[1].decode("utf-8", "replace"))
 
 
-def reject_tail(raw: bytes, reason: str) -> str:
+def reject_tail(raw: bytes, reason: str) -> tuple[str, bool]:
     """The record of one rejected line after its ``source`` and ``line`` (``,"reason":...}`` and the line
-    end): workers build it, the writer prefixes the fields only it knows. Built as text with the C string
-    encoder: rejects can be a few percent of ten million lines."""
+    end), and whether it names an ID: workers build it, the writer prefixes the fields only it knows. Built
+    as text with the C string encoder: rejects can be a few percent of ten million lines."""
     raw = raw.rstrip(b"\r\n")
     found = salvage_id(raw)
     try:
@@ -51,7 +51,8 @@ def reject_tail(raw: bytes, reason: str) -> str:
     else:
         cut = len(text) > RAW_LIMIT
         body = f'"raw":{_quote(text[:RAW_LIMIT])}'
-    return (
+    tail = (
         f',"reason":{_quote(reason)},"id":{"null" if found is None else _quote(found)},'
         f'"action":{_salvage_action(raw)},"bytes":{len(raw)},"cut":{"true" if cut else "false"},{body}}}\n'
     )
+    return tail, found is not None

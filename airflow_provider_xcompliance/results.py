@@ -626,10 +626,9 @@ def _convert_block(
     offsets = _line_offsets(newlines)
     rows, row_lines, found, blank, notes = _parse_block(block, offsets, id_type)
     found.sort()
-    rejects = [
-        (index, reject_tail(bytes(block[offsets[index] : offsets[index + 1]]), r)) for index, r in found
-    ]
-    notes["rejected_with_id"] = sum('"id":null' not in tail for _, tail in rejects)
+    tails = [reject_tail(bytes(block[offsets[index] : offsets[index + 1]]), r) for index, r in found]
+    rejects = [(index, tail) for (index, _), (tail, _) in zip(found, tails, strict=True)]
+    notes["rejected_with_id"] = sum(named for _, named in tails)
     rows = rows.combine_chunks(memory_pool=WORKER_MEMORY_POOL)
     actions = effective_actions(_array(rows["action"]), _array(rows["reason"]), geo_scrub)
     rows = rows.set_column(rows.schema.get_field_index("action"), "action", actions)

@@ -11,7 +11,8 @@ from airflow_provider_xcompliance.rejects import RAW_LIMIT, reject_tail, salvage
 
 
 def record(raw: bytes, reason: str = "malformed_json") -> dict[str, object]:
-    tail = reject_tail(raw, reason)
+    tail, named = reject_tail(raw, reason)
+    assert named is (salvage_id(raw) is not None)
     assert tail.isascii()
     assert tail.endswith("}\n")
     assert len(tail.splitlines()) == 1
