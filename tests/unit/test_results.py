@@ -733,3 +733,25 @@ def test_inputs_that_once_crashed_end_as_rows_or_rejects(tmp_path: Path, content
     assert summary.reconciled
     assert summary.lines_read == summary.rows_written + summary.rejected
     assert len(rejects(tmp_path)) == summary.rejected
+
+
+def test_the_emulators_truncated_results_are_rejected_in_every_size(tmp_path: Path) -> None:
+    from airflow_provider_xcompliance.emulator.results import RuleSource, process_upload, truncate_mid_line
+
+    for count in (1, 2, 3, 5, 8, 13, 40, 200):
+        folder = tmp_path / str(count)
+        folder.mkdir()
+        (folder / "ids.txt").write_text(
+            "".join(f"{1_400_000_000_000_000_000 + n}\n" for n in range(count * 40))
+        )
+        served = folder / "results.jsonl"
+        outcome = process_upload(
+            folder / "ids.txt", served, folder / "truth.jsonl", job_type="tweets", source=RuleSource()
+        )
+        truncate_mid_line(served)
+
+        summary = results_to_parquet(served, folder / "out", job_type="tweets")
+
+        assert summary.rejected == 1, count
+        assert summary.rows_written == summary.lines_read - 1 < outcome.results
+        assert summary.reconciled
