@@ -186,6 +186,11 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
 class ConversionSummary:
     """What one conversion read, wrote and rejected. ``lines_read`` counts non-blank lines.
 
+    ``rows_missing_created_at`` (no or a null ``created_at``) and ``rows_unreadable_timestamps`` (a
+    ``created_at`` or ``redacted_at`` that is no timestamp, written as null) count rows read, before
+    duplicates collapse. ``rejected_with_id``: rejected lines that name an ID (in ``_rejects.jsonl``, in no
+    table). ``geo_scrub``: the geo-scrub policy the tables were written under.
+
     IDs are strings (as the API writes them) so the summary survives JSON consumers that round big integers.
     """
 
