@@ -11,6 +11,8 @@ from typing import Any
 
 PROBLEM_HOSTS = ("https://api.twitter.com", "https://api.x.com")
 EMPTY_LIST_STYLES = ("data", "empty")
+GEO_SCRUB_ACTIONS = ("delete", "scrub_geo")
+RESULT_TIMESTAMPS = ("api", "missing", "odd")
 
 
 def _new_token() -> str:
@@ -64,13 +66,13 @@ class EmulatorConfig:
     geo_scrub_action: str = _opt(
         "delete",
         "action of geo-scrub results (reason scrub_geo): delete as X's docs show, or scrub_geo",
-        ("delete", "scrub_geo"),
+        GEO_SCRUB_ACTIONS,
     )
     result_timestamps: str = _opt(
         "api",
         "one result line in four gets no created_at (missing) or an odd one (odd: null, a number, junk, "
         "an impossible date, nanoseconds); api: as X's docs show",
-        ("api", "missing", "odd"),
+        RESULT_TIMESTAMPS,
     )
     ground_truth: Path | None = dataclasses.field(
         default=None,
@@ -101,10 +103,14 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         if self.problem_host not in PROBLEM_HOSTS:
             raise ValueError(f"problem_host must be one of {PROBLEM_HOSTS}, not {self.problem_host!r}")
-        for name in ("geo_scrub_action", "result_timestamps"):
-            choices = type(self).__dataclass_fields__[name].metadata["choices"]
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {choices}, not {getattr(self, name)!r}")
+        if self.geo_scrub_action not in GEO_SCRUB_ACTIONS:
+            raise ValueError(
+                f"geo_scrub_action must be one of {GEO_SCRUB_ACTIONS}, not {self.geo_scrub_action!r}"
+            )
+        if self.result_timestamps not in RESULT_TIMESTAMPS:
+            raise ValueError(
+                f"result_timestamps must be one of {RESULT_TIMESTAMPS}, not {self.result_timestamps!r}"
+            )
         if self.empty_list_style not in EMPTY_LIST_STYLES:
             raise ValueError(f"empty_list_style must be 'data' or 'empty', not {self.empty_list_style!r}")
         if not self.token:

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_provider_xcompliance.concurrency import WORKERS, in_order
+from airflow_provider_xcompliance.emulator.config import GEO_SCRUB_ACTIONS
 
 Record = dict[str, Any]
 
@@ -156,10 +157,6 @@ def _splitmix(values: np.ndarray) -> np.ndarray:
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
-
-
-GEO_SCRUB_ACTIONS = ("delete", "scrub_geo")
-RESULT_TIMESTAMPS = ("api", "missing", "odd")
 
 
 class _RuleTable:

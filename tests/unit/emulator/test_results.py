@@ -399,3 +399,11 @@ def test_every_record_has_the_documented_fields() -> None:
     for record in flagged("tweets", range(1, 20_000)):
         assert re.fullmatch(r"[0-9]{1,19}", record["id"])
         assert set(record) - {"redacted_at"} == {"id", "action", "created_at", "reason"}
+
+
+@pytest.mark.parametrize("option", [{"geo_scrub_action": "keep"}, {"result_timestamps": "weird"}])
+def test_unknown_result_flag_values_are_refused(option: dict[str, str]) -> None:
+    from airflow_provider_xcompliance.emulator import EmulatorConfig
+
+    with pytest.raises(ValueError, match=next(iter(option))):
+        EmulatorConfig(**option)  # type: ignore[arg-type]
