@@ -59,6 +59,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_xcompliance.operators.compliance",
                     "airflow_provider_xcompliance.operators.report",
+                    "airflow_provider_xcompliance.operators.apply",
                 ],
             }
         ],

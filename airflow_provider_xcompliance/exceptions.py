@@ -163,3 +163,11 @@ class ResultsRejectedError(XComplianceError, ValueError):
     def __init__(self, message: str, *, summary: Any = None) -> None:
         super().__init__(message)
         self.summary = summary
+
+
+class ResultsIncompleteError(XComplianceError, ValueError):
+    """Result tables without their ``_summary.json``, or whose summary does not reconcile: not applied."""
+
+
+class UnmappedActionError(XComplianceError, ValueError):
+    """The results hold an action the apply step has no operation for; map it with ``actions=``."""

@@ -1,0 +1,358 @@
+"""Apply compliance result tables to a SQL warehouse table: deletes and geo scrubs, all or nothing.
+
+Pure and Airflow-free: :func:`read_result_tables` reads the reporting step's output (``_summary.json`` and one
+folder of Parquet parts per action), :func:`plan_changes` decides what each action does to the target table
+(refusing actions nobody mapped), and :func:`apply_changes` runs the plan on a DB-API connection in one
+transaction with an engine from :mod:`~airflow_provider_xcompliance.warehouse_sql`, returning an
+:class:`ApplyRecord` (the audit record).
+
+Idempotent: deletes match only rows still there, scrubs only rows that still hold geo data, so a rerun
+changes 0 rows and the record says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal, Protocol
+
+import pyarrow.parquet as pq
+
+from airflow_provider_xcompliance.exceptions import ResultsIncompleteError, UnmappedActionError
+from airflow_provider_xcompliance.paths import as_path
+from airflow_provider_xcompliance.results import SUMMARY_FILE
+from airflow_provider_xcompliance.sql_names import Quoting, column_name, sql_name
+
+Operation = Literal["delete", "scrub_geo"]
+OPERATIONS: tuple[Operation, ...] = ("delete", "scrub_geo")
+DEFAULT_ACTIONS: dict[str, Operation] = {"delete": "delete", "scrub_geo": "scrub_geo"}
+NULL_REASON = "null"  # the key a missing reason has in the summary's JSON counts
+# Range predicates only prune: a day either side covers time zones and date-typed columns.
+_RANGE_MARGIN = timedelta(days=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResultTables:
+    """The reporting step's output: where it is, what its summary says, the Parquet parts per action."""
+
+    location: str
+    job_type: str
+    job_ids: tuple[str, ...]
+    id_type: str
+    rows_by_action_reason: dict[str, dict[str, int]]
+    parts: dict[str, tuple[str, ...]]
+
+    @property
+    def summary_path(self) -> str:
+        return f"{self.location.rstrip('/')}/{SUMMARY_FILE}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionTable:
+    """One action's table and what it does to the target: ``operation`` rows, ``ids`` IDs in all."""
+
+    action: str
+    operation: Operation
+    parts: tuple[str, ...]
+    ids_by_reason: dict[str, int]
+    created_at_range: tuple[datetime, datetime] | None
+
+    @property
+    def ids(self) -> int:
+        return sum(self.ids_by_reason.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """The warehouse table, its names already validated and quoted (see :mod:`sql_names`)."""
+
+    table: str
+    id_column: str
+    geo_columns: tuple[str, ...] | None
+    created_at_column: str | None
+
+    @classmethod
+    def build(
+        cls,
+        table: str,
+        *,
+        quoting: Quoting,
+        id_column: str = "id",
+        geo_columns: Sequence[str] | None = None,
+        created_at_column: str | None = None,
+    ) -> Target:
+        if geo_columns is not None and (isinstance(geo_columns, str) or not geo_columns):
+            raise ValueError("geo_columns must be a list of column names, or None to delete scrubbed rows")
+        return cls(
+            table=sql_name(table, quoting),
+            id_column=column_name(id_column, quoting),
+            geo_columns=None if geo_columns is None else tuple(column_name(c, quoting) for c in geo_columns),
+            created_at_column=None if created_at_column is None else column_name(created_at_column, quoting),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ReasonChange:
+    """For one reason: IDs in the table, IDs whose rows changed, rows changed (an ID may repeat)."""
+
+    ids: int
+    ids_changed: int
+    rows_changed: int
+
+    @property
+    def ids_unchanged(self) -> int:
+        """IDs the warehouse does not hold (or, for scrubs, holds without geo data already)."""
+        return self.ids - self.ids_changed
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionChange:
+    action: str
+    operation: Operation
+    by_reason: dict[str, ReasonChange]
+
+    def total(self, field: str) -> int:
+        return sum(getattr(change, field) for change in self.by_reason.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        fields = ("ids", "ids_changed", "rows_changed", "ids_unchanged")
+        return {
+            "operation": self.operation,
+            **{field: self.total(field) for field in fields},
+            "by_reason": {
+                reason: {field: getattr(change, field) for field in fields}
+                for reason, change in sorted(self.by_reason.items())
+            },
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplyRecord:
+    """The audit record: what was removed or scrubbed from which table, when, and why."""
+
+    target: dict[str, str]
+    tables: str
+    job_type: str
+    job_ids: tuple[str, ...]
+    dry_run: bool
+    started_at: datetime
+    ended_at: datetime
+    changes: tuple[ActionChange, ...]
+
+    def rows(self, operation: Operation) -> int:
+        return sum(c.total("rows_changed") for c in self.changes if c.operation == operation)
+
+    @property
+    def ids_unchanged(self) -> int:
+        return sum(c.total("ids_unchanged") for c in self.changes)
+
+    def counts(self) -> dict[str, Any]:
+        """The headline numbers (asset events and logs carry these)."""
+        return {
+            "rows_deleted": self.rows("delete"),
+            "rows_scrubbed": self.rows("scrub_geo"),
+            "ids_unchanged": self.ids_unchanged,
+            "changed": bool(self.rows("delete") or self.rows("scrub_geo")),
+            "dry_run": self.dry_run,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": dict(self.target),
+            "tables": self.tables,
+            "job_type": self.job_type,
+            "job_ids": list(self.job_ids),
+            **self.counts(),
+            "started_at": _iso(self.started_at),
+            "ended_at": _iso(self.ended_at),
+            "seconds": round((self.ended_at - self.started_at).total_seconds(), 3),
+            "actions": {change.action: change.to_dict() for change in self.changes},
+        }
+
+
+def read_result_tables(location: str) -> ResultTables:
+    """Read the reporting step's output at ``location``; refuse one without its summary (incomplete)."""
+    root = as_path(location)
+    summary_file = root / SUMMARY_FILE
+    try:
+        summary = json.loads(summary_file.read_text())
+    except FileNotFoundError:
+        raise ResultsIncompleteError(
+            f"{location} has no {SUMMARY_FILE}: the reporting step did not finish there, so its tables "
+            "may be partial. Rerun the reporting step; nothing was applied."
+        ) from None
+    if not summary.get("reconciled", False):
+        raise ResultsIncompleteError(
+            f"{location}/{SUMMARY_FILE} does not reconcile (lines read != rows written + duplicates + "
+            "rejected): its tables may miss IDs. Rerun the reporting step; nothing was applied."
+        )
+    parts: dict[str, tuple[str, ...]] = {}
+    for action, folder in summary["tables"].items():
+        table_dir = root / str(folder).rstrip("/").rsplit("/", 1)[-1]
+        found = tuple(sorted(str(part) for part in table_dir.glob("*.parquet")))
+        if not found and summary["rows_by_action"].get(action, 0):
+            raise ResultsIncompleteError(f"{table_dir} holds no Parquet parts but the summary counts rows")
+        parts[action] = found
+    return ResultTables(
+        location=location,
+        job_type=summary["job_type"],
+        job_ids=tuple(summary.get("job_ids", ())),
+        id_type=summary.get("id_type", "int64"),
+        rows_by_action_reason=summary["rows_by_action_reason"],
+        parts=parts,
+    )
+
+
+def plan_changes(
+    tables: ResultTables,
+    *,
+    actions: Mapping[str, str] | None = None,
+    delete_geo_scrubs: bool = False,
+    use_created_at: bool = False,
+) -> list[ActionTable]:
+    """What each action table does to the target, deletes first. Refuses actions nobody mapped.
+
+    ``actions`` adds to (or overrides) :data:`DEFAULT_ACTIONS`: action name -> ``delete`` or ``scrub_geo``.
+    ``delete_geo_scrubs`` turns scrubs into deletes (a target without geo columns to null).
+    """
+    mapping = {**DEFAULT_ACTIONS, **(actions or {})}
+    bad = {action: op for action, op in mapping.items() if op not in OPERATIONS}
+    if bad:
+        raise ValueError(f"actions maps to unknown operations {bad}: use one of {OPERATIONS}")
+    plan = []
+    for action, reasons in sorted(tables.rows_by_action_reason.items()):
+        if not sum(reasons.values()):
+            continue
+        if action not in mapping:
+            raise UnmappedActionError(
+                f"The results hold {sum(reasons.values()):,} IDs with action {action!r}, which this "
+                f"operator does not know how to apply. Map it, e.g. actions={{{action!r}: 'delete'}}; "
+                "nothing was applied."
+            )
+        operation: Operation = "delete" if delete_geo_scrubs else mapping[action]  # type: ignore[assignment]
+        parts = tables.parts[action]
+        plan.append(
+            ActionTable(
+                action=action,
+                operation=operation,
+                parts=parts,
+                ids_by_reason=dict(reasons),
+                created_at_range=_created_at_range(parts) if use_created_at else None,
+            )
+        )
+    return sorted(plan, key=lambda table: table.operation != "delete")
+
+
+def _created_at_range(parts: Sequence[str]) -> tuple[datetime, datetime] | None:
+    """The ``created_at`` range of a table from its Parquet statistics (no data read), widened a day."""
+    lows, highs = [], []
+    for part in parts:
+        with as_path(part).open("rb") as handle:
+            metadata = pq.ParquetFile(handle).metadata
+        column = metadata.schema.to_arrow_schema().get_field_index("created_at")
+        for group in range(metadata.num_row_groups):
+            stats = metadata.row_group(group).column(column).statistics
+            if stats is None or not stats.has_min_max:
+                return None  # no statistics: no bound rather than a wrong one
+            lows.append(stats.min)
+            highs.append(stats.max)
+    if not lows:
+        return None
+    return (_naive_utc(min(lows)) - _RANGE_MARGIN, _naive_utc(max(highs)) + _RANGE_MARGIN)
+
+
+def _naive_utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Engine(Protocol):
+    """How one warehouse family stages IDs and changes rows (see :mod:`warehouse_sql`)."""
+
+    def begin(self, connection: Any) -> Any:
+        """Start the transaction; return the cursor its statements run on."""
+        ...
+
+    def change(
+        self, cursor: Any, target: Target, table: ActionTable, *, id_type: str, dry_run: bool
+    ) -> dict[str, tuple[int, int]]:
+        """Rows changed and IDs changed per reason (counted, not changed, when ``dry_run``)."""
+        ...
+
+
+def apply_changes(
+    connection: Any,
+    engine: Engine,
+    target: Target,
+    plan: Sequence[ActionTable],
+    *,
+    tables: ResultTables,
+    target_info: Mapping[str, str],
+    dry_run: bool = False,
+) -> ApplyRecord:
+    """Run ``plan`` on ``target`` in one transaction: committed when every step succeeds, else rolled back.
+
+    A dry run counts what would change and rolls back, so it changes nothing.
+    """
+    started = datetime.now(timezone.utc)
+    cursor = engine.begin(connection)
+    try:
+        changes = []
+        for table in plan:
+            counts = engine.change(cursor, target, table, id_type=tables.id_type, dry_run=dry_run)
+            changes.append(_action_change(table, counts))
+        if dry_run:
+            connection.rollback()
+        else:
+            connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    return ApplyRecord(
+        target=dict(target_info),
+        tables=tables.location,
+        job_type=tables.job_type,
+        job_ids=tables.job_ids,
+        dry_run=dry_run,
+        started_at=started,
+        ended_at=datetime.now(timezone.utc),
+        changes=tuple(changes),
+    )
+
+
+def _action_change(table: ActionTable, counts: Mapping[str, tuple[int, int]]) -> ActionChange:
+    by_reason = {}
+    for reason, ids in table.ids_by_reason.items():
+        rows, ids_changed = counts.get(reason, (0, 0))
+        by_reason[reason] = ReasonChange(ids=ids, ids_changed=ids_changed, rows_changed=rows)
+    return ActionChange(action=table.action, operation=table.operation, by_reason=by_reason)
+
+
+def format_record(record: ApplyRecord) -> str:
+    """The audit record as a fixed-width text table for task logs."""
+    head = "DRY RUN (nothing changed): " if record.dry_run else ""
+    lines = [
+        f"{head}compliance results -> {record.target.get('table')} ({record.job_type}; jobs: "
+        f"{', '.join(record.job_ids) or 'unknown'})",
+        f"  {'action':<12}{'operation':<11}{'reason':<14}{'ids':>12}{'rows changed':>14}"
+        f"{'ids unchanged':>15}",
+    ]
+    for change in record.changes:
+        for reason, by_reason in sorted(change.by_reason.items()):
+            lines.append(
+                f"  {change.action:<12}{change.operation:<11}{reason:<14}{by_reason.ids:>12,}"
+                f"{by_reason.rows_changed:>14,}{by_reason.ids_unchanged:>15,}"
+            )
+    counts = record.counts()
+    lines.append(
+        f"  rows deleted {counts['rows_deleted']:,}, rows scrubbed {counts['rows_scrubbed']:,}, "
+        f"IDs unchanged {counts['ids_unchanged']:,}"
+    )
+    if not counts["changed"]:
+        lines.append("  nothing to change: the table already matches these results")
+    return "\n".join(lines)

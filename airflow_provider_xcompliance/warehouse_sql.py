@@ -1,0 +1,257 @@
+"""The SQL of :func:`warehouse.apply_changes`, per warehouse family.
+
+* :class:`DuckDBEngine` reads the Parquet parts in the statements themselves (``read_parquet``); the rows to
+  change are found once into a temporary table of row ids, which gives the counts per reason and drives the
+  ``DELETE``/``UPDATE`` without a second pass over the target.
+* :class:`PostgresEngine` loads the IDs with ``COPY`` into a temporary table and changes rows with a join in
+  one statement whose ``RETURNING`` clause gives the counts per reason (a data-modifying CTE).
+* :class:`GenericEngine`, for any other DB-API warehouse: the IDs go into a temporary table in batches
+  (``executemany``), the rows are counted with a join, then changed with ``IN (SELECT ...)``.
+
+Every engine streams the Parquet parts a batch at a time: memory stays flat whatever the number of IDs.
+Names reaching the SQL come from :class:`warehouse.Target` (validated and quoted); values are bound
+parameters or typed literals built here.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from airflow_provider_xcompliance import storage
+from airflow_provider_xcompliance.warehouse import NULL_REASON, ActionTable, Engine, Target
+
+STAGE = "xcompliance_ids"
+HITS = "xcompliance_hits"
+BATCH_ROWS = 65_536
+
+
+def engine_for(conn_type: str | None, *, placeholder: str = "%s") -> Engine:
+    """The engine for an Airflow connection type: DuckDB and PostgreSQL first-class, the rest generic."""
+    if conn_type == "duckdb":
+        return DuckDBEngine()
+    if conn_type in ("postgres", "postgresql"):
+        return PostgresEngine()
+    return GenericEngine(placeholder=placeholder)
+
+
+def id_batches(parts: Sequence[str], batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """``id`` and ``reason`` (as plain strings) of the parts, one batch at a time."""
+    for part in parts:
+        with storage.open_source(part) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=["id", "reason"]):
+                reason = pc.cast(batch.column(1), pa.string())
+                yield pa.RecordBatch.from_arrays([batch.column(0), reason], names=["id", "reason"])
+
+
+def _range(target: Target, table: ActionTable, alias: str, p: str) -> tuple[str, list[datetime]]:
+    """The ``created_at`` range predicate and its parameters (nothing without a column or a range)."""
+    if target.created_at_column is None or table.created_at_range is None:
+        return "", []
+    return f" AND {alias}{target.created_at_column} BETWEEN {p} AND {p}", list(table.created_at_range)
+
+
+def _dirty(target: Target, alias: str) -> str:
+    """Rows that still hold geo data: a scrub leaves the others alone (so a rerun changes nothing)."""
+    assert target.geo_columns is not None
+    return " AND (" + " OR ".join(f"{alias}{c} IS NOT NULL" for c in target.geo_columns) + ")"
+
+
+def _filters(target: Target, table: ActionTable, alias: str, p: str) -> tuple[str, list[datetime]]:
+    """The predicates beyond the ID join, with ``p`` as the parameter placeholder."""
+    predicate, params = _range(target, table, alias, p)
+    if table.operation == "scrub_geo":
+        predicate += _dirty(target, alias)
+    return predicate, params
+
+
+def _set_nulls(target: Target) -> str:
+    assert target.geo_columns is not None
+    return ", ".join(f"{c} = NULL" for c in target.geo_columns)
+
+
+def _count_sql(target: Target, table: ActionTable, source: str, p: str) -> tuple[str, list[datetime]]:
+    """Rows and IDs per reason that the table's operation would change."""
+    predicate, params = _filters(target, table, "t.", p)
+    return (
+        f"SELECT s.reason, count(*), count(DISTINCT s.id) FROM {target.table} t "
+        f"JOIN {source} s ON t.{target.id_column} = s.id WHERE 1 = 1{predicate} GROUP BY s.reason",
+        params,
+    )
+
+
+def _counts(rows: Sequence[Sequence[Any]]) -> dict[str, tuple[int, int]]:
+    return {NULL_REASON if reason is None else str(reason): (int(n), int(ids)) for reason, n, ids in rows}
+
+
+class DuckDBEngine:
+    """DuckDB: Parquet read in place; one join finds the rows, their row ids drive the change."""
+
+    placeholder = "?"
+
+    def begin(self, connection: Any) -> Any:
+        # A DuckDB cursor is a second connection with its own transaction: work on the connection itself.
+        connection.execute("BEGIN TRANSACTION")
+        return connection
+
+    def change(
+        self, cursor: Any, target: Target, table: ActionTable, *, id_type: str, dry_run: bool
+    ) -> dict[str, tuple[int, int]]:
+        source = self._source(cursor, table, id_type)
+        if dry_run:
+            sql, params = _count_sql(target, table, source, "?")
+            return _counts(cursor.execute(sql, params).fetchall())
+        predicate, params = _filters(target, table, "t.", "?")
+        cursor.execute(
+            f"CREATE OR REPLACE TEMP TABLE {HITS} AS SELECT t.rowid AS row_id, s.id, s.reason "
+            f"FROM {target.table} t JOIN {source} s ON t.{target.id_column} = s.id WHERE 1 = 1{predicate}",
+            params,
+        )
+        count = f"SELECT reason, count(*), count(DISTINCT id) FROM {HITS} GROUP BY reason"
+        counts = _counts(cursor.execute(count).fetchall())
+        rows = f"rowid IN (SELECT row_id FROM {HITS})"
+        if table.operation == "delete":
+            cursor.execute(f"DELETE FROM {target.table} WHERE {rows}")
+        else:
+            cursor.execute(f"UPDATE {target.table} SET {_set_nulls(target)} WHERE {rows}")
+        cursor.execute(f"DROP TABLE {HITS}")
+        return counts
+
+    def _source(self, cursor: Any, table: ActionTable, id_type: str) -> str:
+        """``read_parquet`` of local parts; other locations are streamed into a temporary table."""
+        if all(storage.is_local(part) for part in table.parts):
+            files = ", ".join(_string_literal(str(storage.local_path(p))) for p in table.parts)
+            return f"read_parquet([{files}])"
+        id_sql = "BIGINT" if id_type == "int64" else "VARCHAR"
+        cursor.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE} (id {id_sql}, reason VARCHAR)")
+        for batch in id_batches(table.parts):
+            cursor.register("xcompliance_batch", batch)
+            cursor.execute(f"INSERT INTO {STAGE} SELECT id, reason FROM xcompliance_batch")
+            cursor.unregister("xcompliance_batch")
+        return STAGE
+
+
+def _string_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class PostgresEngine:
+    """PostgreSQL: ``COPY`` into a temporary table, then one join statement per action table."""
+
+    def begin(self, connection: Any) -> Any:
+        connection.autocommit = False
+        return connection.cursor()
+
+    def change(
+        self, cursor: Any, target: Target, table: ActionTable, *, id_type: str, dry_run: bool
+    ) -> dict[str, tuple[int, int]]:
+        self._stage(cursor, table, id_type)
+        if dry_run:
+            sql, params = _count_sql(target, table, STAGE, "%s")
+        else:
+            predicate, params = _filters(target, table, "t.", "%s")
+            if table.operation == "delete":
+                change = f"DELETE FROM {target.table} AS t USING {STAGE} s WHERE t.{target.id_column} = s.id"
+            else:
+                change = (
+                    f"UPDATE {target.table} AS t SET {_set_nulls(target)} FROM {STAGE} s "
+                    f"WHERE t.{target.id_column} = s.id"
+                )
+            sql = (
+                f"WITH changed AS ({change}{predicate} RETURNING s.id, s.reason) "
+                "SELECT reason, count(*), count(DISTINCT id) FROM changed GROUP BY reason"
+            )
+        cursor.execute(sql, params)
+        return _counts(cursor.fetchall())
+
+    def _stage(self, cursor: Any, table: ActionTable, id_type: str) -> None:
+        id_sql = "bigint" if id_type == "int64" else "text"
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
+        cursor.execute(f"CREATE TEMP TABLE {STAGE} (id {id_sql}, reason text) ON COMMIT DROP")
+        _copy(cursor, f"COPY {STAGE} (id, reason) FROM STDIN (FORMAT csv)", _csv_chunks(table.parts))
+        cursor.execute(f"ANALYZE {STAGE}")  # a temporary table has no statistics: the planner needs them
+
+
+def _csv_chunks(parts: Sequence[str]) -> Iterator[bytes]:
+    options = pcsv.WriteOptions(include_header=False)
+    for batch in id_batches(parts):
+        buffer = io.BytesIO()
+        pcsv.write_csv(batch, buffer, options)
+        yield buffer.getvalue()
+
+
+def _copy(cursor: Any, sql: str, chunks: Iterator[bytes]) -> None:
+    """``COPY ... FROM STDIN`` with psycopg 3 (``cursor.copy``) or psycopg2 (``copy_expert``)."""
+    if hasattr(cursor, "copy"):
+        with cursor.copy(sql) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+    else:
+        cursor.copy_expert(sql, _ChunkReader(chunks))
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only file over byte chunks, for psycopg2's ``copy_expert``."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if size < 0:
+            size = len(self._buffer)
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+
+class GenericEngine:
+    """Any DB-API warehouse: batched ``executemany`` into a temporary table, count, then change."""
+
+    def __init__(self, *, placeholder: str = "%s", batch_rows: int = 10_000) -> None:
+        self.placeholder = placeholder
+        self.batch_rows = batch_rows
+
+    def begin(self, connection: Any) -> Any:
+        if getattr(connection, "autocommit", False) is True:
+            connection.autocommit = False
+        return connection.cursor()
+
+    def change(
+        self, cursor: Any, target: Target, table: ActionTable, *, id_type: str, dry_run: bool
+    ) -> dict[str, tuple[int, int]]:
+        self._stage(cursor, table, id_type)
+        sql, params = _count_sql(target, table, STAGE, self.placeholder)
+        cursor.execute(sql, params)
+        counts = _counts(cursor.fetchall())
+        if not dry_run:
+            predicate, params = _filters(target, table, "", self.placeholder)
+            where = f"WHERE {target.id_column} IN (SELECT id FROM {STAGE}){predicate}"
+            if table.operation == "delete":
+                cursor.execute(f"DELETE FROM {target.table} {where}", params)
+            else:
+                cursor.execute(f"UPDATE {target.table} SET {_set_nulls(target)} {where}", params)
+        cursor.execute(f"DROP TABLE {STAGE}")
+        return counts
+
+    def _stage(self, cursor: Any, table: ActionTable, id_type: str) -> None:
+        id_sql = "BIGINT" if id_type == "int64" else "VARCHAR(32)"
+        cursor.execute(f"CREATE TEMPORARY TABLE {STAGE} (id {id_sql}, reason VARCHAR(255))")
+        insert = f"INSERT INTO {STAGE} (id, reason) VALUES ({self.placeholder}, {self.placeholder})"
+        for batch in id_batches(table.parts, self.batch_rows):
+            ids, reasons = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+            cursor.executemany(insert, list(zip(ids, reasons, strict=True)))
