@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -63,3 +64,41 @@ def x_conn_env(emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch) -> Emu
     for name, value in emulator.conn_env().items():
         monkeypatch.setenv(name, value)
     return emulator
+
+
+# --- A real PostgreSQL server (binaries from the pgserver wheel), for the warehouse tests ---
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[dict[str, str]]:
+    """A PostgreSQL server on a unix socket in a temporary folder (no TCP), stopped and deleted after the
+    session. Yields ``host`` (the socket folder), ``port`` (the socket's number) and ``user``.
+
+    Run as root, pgserver runs the server as a ``pgserver`` user and opens the folder's parents to it: the
+    folder sits directly in the system temp folder, not under pytest's private (mode 700) one.
+    """
+    import pgserver
+    import psutil
+
+    server = pgserver.get_server(Path(tempfile.mkdtemp(prefix="xcompliance-pg-")), cleanup_mode="delete")
+    info = server.get_postmaster_info()
+    try:
+        yield {"host": str(info.socket_dir), "port": str(info.port), "user": "postgres"}
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):  # already stopped: nothing left to stop
+            server.cleanup()
+
+
+@pytest.fixture
+def postgres_db(postgres_server: dict[str, str], request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """A fresh database for one test: psycopg connection arguments (host, port, user, dbname)."""
+    import psycopg
+
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    admin = {**postgres_server, "dbname": "postgres"}
+    with psycopg.connect(**admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield {**admin, "dbname": name}
+    with psycopg.connect(**admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
