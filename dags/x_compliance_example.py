@@ -9,34 +9,17 @@ The pipeline a data team runs on a schedule:
    job takes.
 3. ``posts_to_parquet`` / ``users_to_parquet`` turn the JSONL results into one Parquet table per action
    (``delete``, ``scrub_geo``, ...), with bad lines quarantined and counts reconciled.
-4. ``apply_to_warehouse`` deletes the posts and users that must go and nulls the geo columns of posts whose
-   action is ``scrub_geo``; ``report`` writes what changed, per reason, to ``report.json``.
+4. ``apply_posts`` / ``apply_users`` (``XComplianceApplyOperator``) delete the posts and users that must go
+   and null the geo columns of posts whose action is ``scrub_geo``, each table in one transaction, and write
+   an audit record beside the tables; ``report`` writes what changed, per reason, to ``report.json``.
 
-The warehouse here is an embedded DuckDB file (``pip install "airflow-provider-xcompliance[duckdb]"``), so the
-example runs anywhere. ``make demo`` runs it against the bundled X API emulator; point the ``x_default``
-connection at ``https://api.x.com`` with your app's bearer token to run it for real.
+The warehouse here is an embedded DuckDB file behind the ``warehouse`` connection (connection type
+``duckdb``, host = the file's path; ``pip install "airflow-provider-xcompliance[duckdb]"``), so the example
+runs anywhere. ``make demo`` runs it against the bundled X API emulator; point the ``x_default`` connection at
+``https://api.x.com`` with your app's bearer token to run it for real.
 
-**A SQL warehouse** (Postgres, Snowflake, Redshift, ... through ``common.sql``) applies the same tables once
-they are loaded as staging tables::
-
-    from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
-
-    apply = SQLExecuteQueryOperator(
-        task_id="apply_to_warehouse",
-        conn_id="warehouse",
-        sql=[
-            "DELETE FROM posts WHERE id IN (SELECT id FROM compliance_posts_delete)",
-            "UPDATE posts SET geo_lat = NULL, geo_lon = NULL "
-            "WHERE id IN (SELECT id FROM compliance_posts_scrub_geo)",
-            "DELETE FROM users WHERE id IN (SELECT id FROM compliance_users_delete)",
-        ],
-    )
-
-**BigQuery** loads the Parquet directly (``bq load --source_format=PARQUET compliance.posts_delete
-gs://lake/compliance/tables/tweets/delete/*.parquet``), and **Snowflake** reads it from a stage
-(``COPY INTO compliance_posts_delete FROM @lake/compliance/tables/tweets/delete/
-FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE``), followed by the same three
-statements.
+**Another warehouse**: point ``warehouse`` at PostgreSQL (``postgres`` connection type, IDs loaded with
+``COPY``) or any other common.sql SQL connection (IDs loaded in batches); the apply tasks stay the same.
 """
 
 from __future__ import annotations
@@ -49,6 +32,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Param, task
 
+from airflow_provider_xcompliance.operators.apply import XComplianceApplyOperator
 from airflow_provider_xcompliance.operators.compliance import XComplianceRunJobOperator
 from airflow_provider_xcompliance.operators.report import XComplianceResultsToParquetOperator
 
@@ -60,6 +44,9 @@ POLL_INTERVAL = float(os.environ.get("XCOMPLIANCE_EXAMPLE_POLL_INTERVAL", "60"))
 MAX_IDS_PER_JOB: int | None = None
 
 WORKDIR = "{{ params.workdir }}"
+# The warehouse: a DuckDB connection (host = the database file), e.g.
+# AIRFLOW_CONN_WAREHOUSE='{"conn_type": "duckdb", "host": "/data/warehouse.duckdb"}'
+WAREHOUSE_CONN_ID = "warehouse"
 
 with DAG(
     dag_id="x_compliance_example",
@@ -70,9 +57,6 @@ with DAG(
     max_active_runs=1,  # one unfinished compliance job per type per app: runs must not overlap
     tags=["x", "compliance", "example"],
     params={
-        "warehouse": Param(
-            "/tmp/x_compliance_example/warehouse.duckdb", type="string", description="DuckDB warehouse file"
-        ),
         "workdir": Param(
             "/tmp/x_compliance_example/run",
             type="string",
@@ -83,18 +67,16 @@ with DAG(
 ) as dag:
 
     @task
-    def export_ids(warehouse: str, workdir: str) -> dict[str, Any]:
+    def export_ids(workdir: str) -> dict[str, Any]:
         """Export the IDs to check, and the warehouse's counts before any change."""
-        import duckdb
-
         export = Path(workdir) / "export"
         export.mkdir(parents=True, exist_ok=True)
-        with duckdb.connect(warehouse, read_only=True) as con:
+        with _warehouse(read_only=True) as con:
             for table in ("posts", "users"):
                 con.execute(f"COPY (SELECT id FROM {table}) TO '{export / table}.parquet' (FORMAT parquet)")
             return {"before": _counts(con)}
 
-    exported = export_ids("{{ params.warehouse }}", WORKDIR)
+    exported = export_ids(WORKDIR)
 
     # One job per type, side by side: the API runs one unfinished job per type, so posts and users never wait
     # for each other.
@@ -119,46 +101,38 @@ with DAG(
         exported >> check
         tables[table] = to_parquet.output
 
-    @task
-    def apply_to_warehouse(warehouse: str, posts: dict[str, Any], users: dict[str, Any]) -> dict[str, Any]:
-        """Delete what must go and scrub geo data, in one transaction; count the rows changed per reason."""
-        import duckdb
-
-        changes: dict[str, dict[str, int]] = {}
-        with duckdb.connect(warehouse) as con:
-            con.execute("BEGIN TRANSACTION")
-            changes["posts_deleted"] = _apply(
-                con, "posts", "DELETE FROM posts", posts["tables"].get("delete")
-            )
-            changes["posts_geo_scrubbed"] = _apply(
-                con,
-                "posts",
-                "UPDATE posts SET geo_lat = NULL, geo_lon = NULL",
-                posts["tables"].get("scrub_geo"),
-            )
-            changes["users_deleted"] = _apply(
-                con, "users", "DELETE FROM users", users["tables"].get("delete")
-            )
-            con.execute("COMMIT")
-        return changes
+    # One DuckDB file takes one writer at a time: the users wait for the posts.
+    applied = {}
+    for table, geo_columns in (("posts", ["geo_lat", "geo_lon"]), ("users", None)):
+        applied[table] = XComplianceApplyOperator(
+            task_id=f"apply_{table}",
+            tables=tables[table],
+            conn_id=WAREHOUSE_CONN_ID,
+            table=table,
+            id_column="id",
+            geo_columns=geo_columns,
+        )
+    applied["posts"] >> applied["users"]
 
     @task
     def report(
-        warehouse: str, workdir: str, exported: dict[str, Any], changes: dict[str, Any]
+        workdir: str, exported: dict[str, Any], posts: dict[str, Any], users: dict[str, Any]
     ) -> dict[str, Any]:
-        """Write what changed to ``report.json`` beside the tables, and log it."""
-        import duckdb
-
-        with duckdb.connect(warehouse, read_only=True) as con:
+        """Write what changed, per reason, to ``report.json`` beside the tables, and log it."""
+        with _warehouse(read_only=True) as con:
             after = _counts(con)
+        changes = {
+            "posts_deleted": _rows_by_reason(posts, "delete"),
+            "posts_geo_scrubbed": _rows_by_reason(posts, "scrub_geo"),
+            "users_deleted": _rows_by_reason(users, "delete"),
+        }
         summary = {"before": exported["before"], "after": after, "changes": changes, "workdir": workdir}
         Path(workdir, "report.json").write_text(json.dumps(summary, indent=2))
         for kind, reasons in changes.items():
             print(f"{kind:<22} {sum(reasons.values()):>10,}  {reasons}")
         return summary
 
-    changes = apply_to_warehouse("{{ params.warehouse }}", tables["posts"], tables["users"])
-    report("{{ params.warehouse }}", WORKDIR, exported, changes)
+    report(WORKDIR, exported, applied["posts"].output, applied["users"].output)
 
 
 def _counts(con: Any) -> dict[str, int]:
@@ -167,15 +141,18 @@ def _counts(con: Any) -> dict[str, int]:
     return {"posts": posts, "posts_with_geo": geo, "users": users}
 
 
-def _apply(con: Any, target: str, statement: str, table: str | None) -> dict[str, int]:
-    """Run ``statement`` on ``target`` rows whose id is in the Parquet ``table``; rows changed per reason."""
-    if table is None:
-        return {}
-    source = f"read_parquet('{table}/*.parquet')"
-    per_reason = dict(
-        con.execute(
-            f"SELECT reason, count(*) FROM {target} JOIN {source} USING (id) GROUP BY reason ORDER BY 1"
-        ).fetchall()
-    )
-    con.execute(f"{statement} WHERE id IN (SELECT id FROM {source})")
-    return {str(reason): int(n) for reason, n in per_reason.items()}
+def _warehouse(read_only: bool) -> Any:
+    """A connection to the warehouse through its Airflow connection (the DuckDB provider's hook)."""
+    from airflow.providers.duckdb.hooks.duckdb import DuckDBHook
+
+    return DuckDBHook(duckdb_conn_id=WAREHOUSE_CONN_ID, read_only=read_only).get_conn()
+
+
+def _rows_by_reason(record: dict[str, Any], operation: str) -> dict[str, int]:
+    """Rows the apply step changed per reason for one operation, from its audit record."""
+    rows: dict[str, int] = {}
+    for action in record["actions"].values():
+        if action["operation"] == operation:
+            for reason, counts in action["by_reason"].items():
+                rows[reason] = rows.get(reason, 0) + counts["rows_changed"]
+    return rows

@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     emulator_log = (demo_dir / "logs" / "emulator.log").open("w")
     with emulator_log, run_emulator(config, subprocess=True, log=emulator_log) as emulator:
         _step(f"X API emulator listening on {emulator.base_url}  (log: {emulator_log.name})")
-        env = _airflow_env(demo_dir, emulator)
+        env = _airflow_env(demo_dir, emulator, warehouse)
         _airflow(["db", "migrate"], env, demo_dir / "logs" / "db_migrate.log")
         _step(f"airflow dags test {DAG_ID}  (log: {demo_dir / 'logs' / 'dags_test.log'})")
-        conf = json.dumps({"warehouse": str(warehouse), "workdir": str(workdir)})
+        conf = json.dumps({"workdir": str(workdir)})
         _airflow(["dags", "test", DAG_ID, "-c", conf], env, demo_dir / "logs" / "dags_test.log")
         state = _last_run_state(env)
         if state != "success":
@@ -73,12 +73,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _airflow_env(demo_dir: Path, emulator: EmulatorHandle) -> dict[str, str]:
-    """An isolated Airflow home whose ``x_default`` connection points at the emulator."""
+def _airflow_env(demo_dir: Path, emulator: EmulatorHandle, warehouse: Path) -> dict[str, str]:
+    """An isolated Airflow home: ``x_default`` points at the emulator, ``warehouse`` at the DuckDB file."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
     env.update(emulator.conn_env())
     env.update(
         {
+            "AIRFLOW_CONN_WAREHOUSE": json.dumps({"conn_type": "duckdb", "host": str(warehouse)}),
             "AIRFLOW_HOME": str(demo_dir / "airflow"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

@@ -48,7 +48,7 @@ def test_example_dag_parses_without_import_errors() -> None:
     assert bag.import_errors == {}
     dag = bag.get_dag("x_compliance_example")
     assert dag is not None
-    assert {"check_posts", "check_users", "posts_to_parquet", "apply_to_warehouse", "report"} <= set(
+    assert {"check_posts", "check_users", "posts_to_parquet", "apply_posts", "apply_users", "report"} <= set(
         dag.task_ids
     )
 
@@ -69,12 +69,13 @@ def test_example_dag_makes_the_warehouse_match_the_emulator_ground_truth(
     x_conn_env: EmulatorHandle, warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XCOMPLIANCE_EXAMPLE_POLL_INTERVAL", "0.5")
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "duckdb", "host": str(warehouse)}))
     posts_before = read_ids(warehouse, "SELECT id FROM posts")
     geo_before = read_ids(warehouse, "SELECT id FROM posts WHERE geo_lat IS NOT NULL")
     users_before = read_ids(warehouse, "SELECT id FROM users")
     workdir = tmp_path / "run"
 
-    run = load_example().dag.test(run_conf={"warehouse": str(warehouse), "workdir": str(workdir)})
+    run = load_example().dag.test(run_conf={"workdir": str(workdir)})
 
     assert run.state == "success"
     posts, users = expected_actions(x_conn_env, "tweets"), expected_actions(x_conn_env, "users")
@@ -91,3 +92,6 @@ def test_example_dag_makes_the_warehouse_match_the_emulator_ground_truth(
     assert report["after"] == warehouse_counts(warehouse)
     assert sum(report["changes"]["posts_deleted"].values()) == len(posts["delete"])
     assert sum(report["changes"]["users_deleted"].values()) == len(users["delete"])
+    audit = json.loads((workdir / "tables" / "tweets" / "_applied-warehouse-posts.json").read_text())
+    assert audit["rows_deleted"] == len(posts["delete"])
+    assert audit["rows_scrubbed"] == len((posts["scrub_geo"] & geo_before) - posts["delete"])
