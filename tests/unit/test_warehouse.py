@@ -49,6 +49,10 @@ class Warehouse:
             f"CREATE TABLE {table} ({id_column} BIGINT PRIMARY KEY, text VARCHAR, geo_lat DOUBLE PRECISION, "
             "geo_lon DOUBLE PRECISION, created_at TIMESTAMP)"
         )
+        self.seed_rows(table, rows)
+
+    def seed_rows(self, table: str = "posts", rows: int = POSTS) -> None:
+        """Posts 1..rows; every third has geo data; created one minute apart from 2020-01-01."""
         self.run(
             f"INSERT INTO {table} SELECT i, 'post ' || i, CASE WHEN i % 3 = 0 THEN 40.5 END, "
             "CASE WHEN i % 3 = 0 THEN -70.5 END, TIMESTAMP '2020-01-01' + i * INTERVAL '1 minute' "
@@ -290,3 +294,67 @@ def test_an_unknown_action_is_refused_unless_mapped(tmp_path: Path) -> None:
     ]
     with pytest.raises(ValueError, match="unknown operations"):
         plan_changes(results, actions={"bounced": "truncate"})
+
+
+def test_a_partitioned_postgres_table_is_pruned_by_created_at(
+    postgres_db: dict[str, str], tables: Path
+) -> None:
+    import psycopg
+
+    warehouse = _postgres(postgres_db, PostgresEngine())
+    warehouse.run(
+        "CREATE TABLE posts (id BIGINT, text VARCHAR, geo_lat DOUBLE PRECISION, geo_lon DOUBLE PRECISION, "
+        "created_at TIMESTAMP NOT NULL) PARTITION BY RANGE (created_at)"
+    )
+    for year in (2019, 2020, 2021, 2022):
+        warehouse.run(
+            f"CREATE TABLE posts_{year} PARTITION OF posts "
+            f"FOR VALUES FROM ('{year}-01-01') TO ('{year + 1}-01-01')"
+        )
+    warehouse.seed_rows()
+    warehouse.run(
+        # The same IDs in another year: outside the results' created_at range.
+        "INSERT INTO posts SELECT i, 'old', NULL, NULL, TIMESTAMP '2022-03-01' + i * INTERVAL '1 second' "
+        "FROM generate_series(1, 1000) AS t(i)"
+    )
+
+    record = apply(warehouse, tables, created_at_column="created_at")
+
+    assert record.counts()["rows_deleted"] == len(DELETED) + len(SUSPENDED)
+    with psycopg.connect(**postgres_db) as con:
+        scans = dict(
+            con.execute(
+                "SELECT relname, coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables "
+                "WHERE relname LIKE 'posts_%'"
+            ).fetchall()
+        )
+    # The results' created_at run from 2020-01-01 (a day's margin reaches 2019) to 2021 (the absent IDs).
+    assert min(scans["posts_2019"], scans["posts_2020"], scans["posts_2021"]) > 0
+    assert scans["posts_2022"] == 0
+    assert len(warehouse.ids("created_at >= '2022-01-01'")) == 1000  # same IDs, other partition: untouched
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"], indirect=True)
+def test_a_million_ids(warehouse: Warehouse, tmp_path: Path) -> None:
+    ids = range(1, 1_000_001)
+    tables = write_tables(tmp_path, {("delete", "deleted"): ids})
+    warehouse.seed(rows=1_200_000)
+
+    record = apply(warehouse, tables)
+
+    assert record.counts()["rows_deleted"] == 1_000_000
+    assert warehouse.query("SELECT count(*), min(id) FROM posts") == [(200_000, 1_000_001)]
+
+
+def test_postgres_copies_the_ids_through_psycopg2_too(postgres_db: dict[str, str], tables: Path) -> None:
+    import psycopg2
+
+    warehouse = _postgres(postgres_db, PostgresEngine())
+    warehouse.seed()
+    warehouse.connect = lambda: psycopg2.connect(**postgres_db)
+
+    record = apply(warehouse, tables)
+
+    assert record.counts()["rows_deleted"] == len(DELETED) + len(SUSPENDED)
+    assert warehouse.ids().isdisjoint([*DELETED, *SUSPENDED])
