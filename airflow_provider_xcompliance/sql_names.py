@@ -35,7 +35,7 @@ class Quoting:
     def quote(self, part: str) -> str:
         """``part`` in quotes; refused when it holds a quote character or a control character."""
         if not part or self.start in part or self.end in part or _CONTROL.search(part):
-            raise ValueError(f"Invalid SQL identifier {part!r}: empty, or holds quotes or control characters")
+            raise ValueError(f"{part!r} is empty or holds quotes or control characters")
         return f"{self.start}{part}{self.end}"
 
 
@@ -60,7 +60,10 @@ def _split(text: str, quoting: Quoting, what: str) -> list[str]:
             end = text.find(quoting.end, position + 1)
             if end < 0:
                 raise ValueError(f"Invalid {what} name {text!r}: unbalanced quotes")
-            parts.append(quoting.quote(text[position + 1 : end]))
+            try:
+                parts.append(quoting.quote(text[position + 1 : end]))
+            except ValueError as error:
+                raise ValueError(f"Invalid {what} name {text!r}: {error}") from None
             position = end + 1
         else:
             end = text.find(".", position)
