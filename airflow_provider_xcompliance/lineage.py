@@ -26,6 +26,15 @@ def file_dataset(uri: str) -> Any:
     return Dataset(namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path.lstrip("/"))
 
 
+def uris(value: Any) -> list[str]:
+    """One or many sources (a URI, a path, or a list of them) as a list of strings."""
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [os.fspath(value)]
+    return [os.fspath(item) for item in value]
+
+
 def table_dataset(conn_type: str, host: str | None, table: str, database: str | None = None) -> Any:
     """The OpenLineage dataset of a warehouse table."""
     from openlineage.client.event_v2 import Dataset

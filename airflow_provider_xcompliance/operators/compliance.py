@@ -509,6 +509,13 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
             "rejects_uri": self._rejects_file(context) if prepared.counts.invalid else None,
         }
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the ID sources in, the results files out (from the task's XCom)."""
+        from airflow_provider_xcompliance import lineage
+
+        result = task_instance.xcom_pull(task_ids=self.task_id) or {}
+        return lineage.operator_lineage(lineage.uris(self.ids), result.get("results_uris", []))
+
 
 class XComplianceDownloadResultsOperator(BaseOperator):
     """Download a complete job's results to ``destination``; returns the results URI and line count.

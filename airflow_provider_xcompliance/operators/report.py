@@ -117,3 +117,11 @@ class XComplianceResultsToParquetOperator(BaseOperator):
                     "rows_by_action": dict(summary.rows_by_action),
                 }
         return summary.to_dict()
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the results files in, one table folder per action out (from the task's XCom)."""
+        from airflow_provider_xcompliance import lineage
+
+        summary = task_instance.xcom_pull(task_ids=self.task_id) or {}
+        tables = sorted((summary.get("tables") or {}).values())
+        return lineage.operator_lineage(list(result_sources(self.results)), tables)
