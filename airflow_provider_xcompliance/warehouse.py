@@ -325,6 +325,38 @@ def apply_changes(
     )
 
 
+def apply_tables(
+    connection: Any,
+    engine: Engine,
+    tables: ResultTables,
+    *,
+    table: str,
+    quoting: Quoting,
+    id_column: str = "id",
+    geo_columns: Sequence[str] | None = None,
+    created_at_column: str | None = None,
+    actions: Mapping[str, str] | None = None,
+    dry_run: bool = False,
+    target_info: Mapping[str, str] | None = None,
+) -> ApplyRecord:
+    """Plan and apply ``tables`` to ``table`` (names validated first): the whole apply step, Airflow-free."""
+    target = Target.build(
+        table,
+        quoting=quoting,
+        id_column=id_column,
+        geo_columns=geo_columns,
+        created_at_column=created_at_column,
+    )
+    plan = plan_changes(
+        tables,
+        actions=actions,
+        delete_geo_scrubs=geo_columns is None,
+        use_created_at=created_at_column is not None,
+    )
+    info = {"table": table, **(target_info or {})}
+    return apply_changes(connection, engine, target, plan, tables=tables, target_info=info, dry_run=dry_run)
+
+
 def _action_change(table: ActionTable, counts: Mapping[str, tuple[int, int]]) -> ActionChange:
     by_reason = {}
     for reason, ids in table.ids_by_reason.items():

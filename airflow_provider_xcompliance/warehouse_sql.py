@@ -138,16 +138,21 @@ class DuckDBEngine:
         return STAGE
 
 
+class _DbApiEngine:
+    """Engines on DB-API drivers that open a transaction implicitly (autocommit off)."""
+
+    def begin(self, connection: Any) -> Any:
+        if getattr(connection, "autocommit", False) is True:
+            connection.autocommit = False
+        return connection.cursor()
+
+
 def _string_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-class PostgresEngine:
+class PostgresEngine(_DbApiEngine):
     """PostgreSQL: ``COPY`` into a temporary table, then one join statement per action table."""
-
-    def begin(self, connection: Any) -> Any:
-        connection.autocommit = False
-        return connection.cursor()
 
     def change(
         self, cursor: Any, target: Target, table: ActionTable, *, id_type: str, dry_run: bool
@@ -219,17 +224,12 @@ class _ChunkReader(io.RawIOBase):
         return out
 
 
-class GenericEngine:
+class GenericEngine(_DbApiEngine):
     """Any DB-API warehouse: batched ``executemany`` into a temporary table, count, then change."""
 
     def __init__(self, *, placeholder: str = "%s", batch_rows: int = 10_000) -> None:
         self.placeholder = placeholder
         self.batch_rows = batch_rows
-
-    def begin(self, connection: Any) -> Any:
-        if getattr(connection, "autocommit", False) is True:
-            connection.autocommit = False
-        return connection.cursor()
 
     def change(
         self, cursor: Any, target: Target, table: ActionTable, *, id_type: str, dry_run: bool

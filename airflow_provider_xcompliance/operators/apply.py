@@ -14,10 +14,8 @@ from airflow_provider_xcompliance import lineage, storage
 from airflow_provider_xcompliance.sql_names import Quoting
 from airflow_provider_xcompliance.warehouse import (
     ApplyRecord,
-    Target,
-    apply_changes,
+    apply_tables,
     format_record,
-    plan_changes,
     read_result_tables,
 )
 from airflow_provider_xcompliance.warehouse_sql import engine_for
@@ -105,30 +103,21 @@ class XComplianceApplyOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         location = tables_location(self.tables)
         results = read_result_tables(location)
-        plan = plan_changes(
-            results,
-            actions=self.actions,
-            delete_geo_scrubs=self.geo_columns is None,
-            use_created_at=self.created_at_column is not None,
-        )
         hook = self._hook()
-        target = Target.build(
-            self.table,
-            quoting=Quoting.from_format(hook.escape_word_format),
-            id_column=self.id_column,
-            geo_columns=self.geo_columns,
-            created_at_column=self.created_at_column,
-        )
         connection = hook.get_conn()
         try:
-            record = apply_changes(
+            record = apply_tables(
                 connection,
                 engine_for(hook.conn_type, placeholder=hook.placeholder),
-                target,
-                plan,
-                tables=results,
-                target_info={"conn_id": self.conn_id, "conn_type": str(hook.conn_type), "table": self.table},
+                results,
+                table=self.table,
+                quoting=Quoting.from_format(hook.escape_word_format),
+                id_column=self.id_column,
+                geo_columns=self.geo_columns,
+                created_at_column=self.created_at_column,
+                actions=self.actions,
                 dry_run=self.is_dry_run,
+                target_info={"conn_id": self.conn_id, "conn_type": str(hook.conn_type)},
             )
         finally:
             connection.close()

@@ -14,8 +14,7 @@ from airflow_provider_xcompliance.exceptions import ResultsIncompleteError, Unma
 from airflow_provider_xcompliance.sql_names import Quoting
 from airflow_provider_xcompliance.warehouse import (
     ApplyRecord,
-    Target,
-    apply_changes,
+    apply_tables,
     format_record,
     plan_changes,
     read_result_tables,
@@ -121,29 +120,18 @@ def apply(
     dry_run: bool = False,
     actions: dict[str, str] | None = None,
 ) -> ApplyRecord:
-    results = read_result_tables(str(tables))
-    plan = plan_changes(
-        results,
-        actions=actions,
-        delete_geo_scrubs=geo_columns is None,
-        use_created_at=created_at_column is not None,
-    )
-    target = Target.build(
-        table,
-        quoting=Quoting(),
-        id_column=id_column,
-        geo_columns=geo_columns,
-        created_at_column=created_at_column,
-    )
     connection = warehouse.connect()
     try:
-        return apply_changes(
+        return apply_tables(
             connection,
             warehouse.engine,
-            target,
-            plan,
-            tables=results,
-            target_info={"table": table},
+            read_result_tables(str(tables)),
+            table=table,
+            quoting=Quoting(),
+            id_column=id_column,
+            geo_columns=geo_columns,
+            created_at_column=created_at_column,
+            actions=actions,
             dry_run=dry_run,
         )
     finally:
