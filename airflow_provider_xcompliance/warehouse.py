@@ -28,7 +28,7 @@ from airflow_provider_xcompliance.sql_names import Quoting, column_name, sql_nam
 Operation = Literal["delete", "scrub_geo"]
 OPERATIONS: tuple[Operation, ...] = ("delete", "scrub_geo")
 DEFAULT_ACTIONS: dict[str, Operation] = {"delete": "delete", "scrub_geo": "scrub_geo"}
-NULL_REASON = "null"  # the key a missing reason has in the summary's JSON counts
+NULL_REASON = "(none)"  # the key a missing reason has in the summary's counts
 # Range predicates only prune: a day either side covers time zones and date-typed columns.
 _RANGE_MARGIN = timedelta(days=1)
 

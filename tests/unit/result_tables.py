@@ -18,7 +18,7 @@ def created_at(post_id: int) -> datetime:
 
 
 def write_tables(
-    folder: Path, rows: Mapping[tuple[str, str], Iterable[int]], *, job_id: str = "1500000000000000001"
+    folder: Path, rows: Mapping[tuple[str, str | None], Iterable[int]], *, job_id: str = "1500000000000000001"
 ) -> Path:
     """JSONL results for ``{(action, reason): ids}`` converted into ``folder/tables``; returns that folder."""
     source = folder / f"results-{job_id}.jsonl"

@@ -262,6 +262,18 @@ def test_created_at_bounds_each_statement_and_still_finds_every_row(
     assert record.counts()["rows_scrubbed"] == len(SCRUBBED)
 
 
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"], indirect=True)
+def test_rows_without_a_reason_are_applied_and_counted(warehouse: Warehouse, tmp_path: Path) -> None:
+    warehouse.seed()
+    tables = write_tables(tmp_path, {("delete", None): [1, 2], ("delete", "deleted"): [3]})
+
+    record = apply(warehouse, tables)
+
+    assert warehouse.ids().isdisjoint([1, 2, 3])
+    by_reason = record.to_dict()["actions"]["delete"]["by_reason"]
+    assert (by_reason["(none)"]["rows_changed"], by_reason["deleted"]["rows_changed"]) == (2, 1)
+
+
 def test_tables_without_their_summary_are_refused(tmp_path: Path, tables: Path) -> None:
     (tables / "_summary.json").unlink()
 
