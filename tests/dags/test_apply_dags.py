@@ -15,6 +15,7 @@ import duckdb
 import pytest
 from airflow.sdk import DAG, Asset
 
+from airflow_provider_xcompliance.actions import effective_action
 from airflow_provider_xcompliance.operators.apply import XComplianceApplyOperator
 from airflow_provider_xcompliance.operators.compliance import XComplianceRunJobOperator
 from airflow_provider_xcompliance.operators.report import XComplianceResultsToParquetOperator
@@ -133,7 +134,8 @@ def ground_truth(emulator: Any) -> dict[str, set[int]]:
     actions: dict[str, set[int]] = {}
     for job in emulator.state()["jobs"]:
         for record in emulator.ground_truth(job["id"]):
-            actions.setdefault(record["action"], set()).add(int(record["id"]))
+            action = effective_action(record["action"], record.get("reason"))
+            actions.setdefault(action, set()).add(int(record["id"]))
     return actions
 
 
