@@ -171,3 +171,10 @@ class ResultsIncompleteError(XComplianceError, ValueError):
 
 class UnmappedActionError(XComplianceError, ValueError):
     """The results hold an action the apply step has no operation for; map it with ``actions=``."""
+
+
+class SourceChangedError(XComplianceError):
+    """The ID source changed since a task run split it into chunks: resuming would mix two versions.
+
+    Restore the source, or start a new DAG run (its chunks are planned afresh).
+    """

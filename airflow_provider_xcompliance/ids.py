@@ -622,17 +622,26 @@ def _hidden(name: str) -> bool:
     return name.startswith((".", "_"))
 
 
-def _glob(pattern: str) -> list[OpenablePath]:
-    """Files matching ``pattern``: the part before the first wildcard is the folder searched."""
-    scheme, sep, rest = pattern.rpartition("://") if "://" in pattern else ("", "", pattern)
-    parts = rest.split("/")
-    first = next(i for i, part in enumerate(parts) if _GLOB_MAGIC.search(part))
-    folder = "/".join(parts[:first]) or ("/" if rest.startswith("/") else ".")
-    base: Any = as_path(scheme + sep + folder)
-    matches = sorted((p for p in base.glob("/".join(parts[first:])) if p.is_file()), key=str)
+def _glob(pattern: IdSource) -> list[OpenablePath]:
+    """Files matching ``pattern``: the part before the first wildcard is the folder searched.
+
+    A path object (an ``ObjectStoragePath`` with its connection) stays one, so its matches keep it too.
+    """
+    base: Any = as_path(pattern)
+    tail: list[str] = []
+    while _has_magic(base) and base.parent != base:
+        tail.append(base.name)
+        base = base.parent
+    matches = sorted((p for p in base.glob("/".join(reversed(tail))) if p.is_file()), key=str)
     if not matches:
-        raise IdSourceError(f"No ID files match {pattern!r}", source=pattern)
+        raise IdSourceError(f"No ID files match {str(pattern)!r}", source=str(pattern))
     return matches
+
+
+def _has_magic(item: object) -> bool:
+    return isinstance(item, str | os.PathLike | OpenablePath) and bool(
+        _GLOB_MAGIC.search(str(item).split("://", 1)[-1])
+    )
 
 
 def expand_sources(sources: IdSources) -> list[OpenablePath]:
@@ -646,7 +655,7 @@ def expand_sources(sources: IdSources) -> list[OpenablePath]:
     )
     files: list[OpenablePath] = []
     for item in items:
-        if isinstance(item, str) and _GLOB_MAGIC.search(item.split("://", 1)[-1]):
+        if _has_magic(item):
             files.extend(_glob(item))
             continue
         path: Any = as_path(item)
@@ -665,6 +674,36 @@ def expand_sources(sources: IdSources) -> list[OpenablePath]:
         else:
             files.append(path)
     return files
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One source file as it was when its IDs were read: enough to tell later that it changed.
+
+    ``version`` is the object store's ETag where there is one (a rewrite with the same bytes keeps it),
+    else the modification time in nanoseconds.
+    """
+
+    uri: str
+    size: int
+    version: str
+
+
+def source_fingerprint(sources: IdSources) -> tuple[SourceFile, ...]:
+    """The files behind ``sources`` with their sizes and versions, from listings and metadata only."""
+    return tuple(_source_file(path) for path in expand_sources(sources))
+
+
+def _source_file(path: Any) -> SourceFile:
+    if isinstance(path, Path) and not getattr(path, "protocol", ""):  # an older UPath is a Path too
+        stat = path.stat()
+        return SourceFile(str(path), stat.st_size, f"modified {stat.st_mtime_ns}")
+    path.fs.invalidate_cache(path.path)  # a listing this process cached earlier must not hide a rewrite
+    info = path.fs.info(path.path)
+    etag = info.get("ETag") or info.get("etag")
+    modified = info.get("LastModified") or info.get("mtime") or info.get("updated")
+    version = f"ETag {etag}" if etag else f"modified {modified}"
+    return SourceFile(str(path), int(info["size"]), version)
 
 
 def detect_format(path: OpenablePath, fmt: Fmt | None = None) -> tuple[Fmt, bool]:
@@ -1163,11 +1202,13 @@ __all__ = [
     "OnInvalid",
     "OpenablePath",
     "PreparedIds",
+    "SourceFile",
     "as_path",
     "detect_format",
     "expand_sources",
     "iter_id_batches",
     "normalise_id",
     "prepare_ids",
+    "source_fingerprint",
     "validate_ids",
 ]

@@ -1221,7 +1221,10 @@ def _commit(staging: Any, final: Any) -> None:
     fs = final.fs
     if final.exists():
         fs.rm(final.path, recursive=True)
-    fs.mv(staging.path, final.path, recursive=True)
+    # File by file: a recursive mv also copies the folder's own entry, which is no object on S3, and fails.
+    files = fs.find(staging.path)
+    fs.copy(files, [final.path + file[len(staging.path) :] for file in files])
+    fs.rm(staging.path, recursive=True)
 
 
 def _move(source: Any, target: Any) -> None:

@@ -8,12 +8,13 @@ a half-downloaded result file can never be mistaken for a complete one downstrea
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -46,6 +47,16 @@ def location(uri: str | os.PathLike[str]) -> Path | ObjectStoragePath:
     return local_path(uri) if is_local(uri) else object_path(uri)
 
 
+def id_sources(ids: Any) -> Any:
+    """ID sources with each object-storage URI as ``ObjectStoragePath`` (so its Airflow connection, as in
+    ``s3://aws_conn@bucket/ids/``, supplies credentials); local paths and other values stay as they are."""
+    if isinstance(ids, str | os.PathLike):
+        return ids if is_local(ids) else object_path(ids)
+    if isinstance(ids, list | tuple):
+        return [id_sources(item) for item in ids]
+    return ids
+
+
 def source_size(source: str | os.PathLike[str]) -> int:
     """Size in bytes of a source file (needed up front for resumable uploads and progress)."""
     if is_local(source):
@@ -62,6 +73,56 @@ def open_source(source: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     else:
         with object_path(source).open("rb") as handle:
             yield handle
+
+
+def read_text(uri: str) -> str | None:
+    """A small text file's content (a plan, a manifest), or None when it does not exist."""
+    path = location(uri)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def write_text(destination: str, text: str) -> None:
+    """Write a small text file atomically."""
+    with atomic_writer(destination) as writer:
+        writer.file.write(text.encode("utf-8"))
+
+
+def copy(source: str | os.PathLike[str], destination: str) -> str:
+    """Stream ``source`` to ``destination`` (atomically), either side local or object storage.
+
+    Returns the SHA-256 of the bytes copied, computed on the way (no second read).
+    """
+    with open_source(source) as reader, atomic_writer(destination) as writer:
+        return _pump(reader, writer.file.write)
+
+
+def sha256(source: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, streamed."""
+    with open_source(source) as reader:
+        return _pump(reader, lambda _: None)
+
+
+def _pump(reader: IO[bytes], write: Callable[[bytes], Any]) -> str:
+    digest = hashlib.sha256()
+    while block := reader.read(COPY_CHUNK):
+        digest.update(block)
+        write(block)
+    return digest.hexdigest()
+
+
+def exists(uri: str) -> bool:
+    return location(uri).exists()
+
+
+def remove(uri: str) -> None:
+    """Delete a file if it exists."""
+    if is_local(uri):
+        local_path(uri).unlink(missing_ok=True)
+    elif (path := object_path(uri)).exists():
+        path.unlink()
 
 
 def resolve_destination(destination: str | os.PathLike[str], default_name: str) -> str:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -102,3 +105,68 @@ def postgres_db(postgres_server: dict[str, str], request: pytest.FixtureRequest)
     yield {**admin, "dbname": name}
     with psycopg.connect(**admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- Object storage: a local S3 server (moto) reached through an Airflow `aws` connection ---
+
+S3_CONN_ID = "aws_test"
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A running S3 emulator: its endpoint and a boto3 client for setting up and inspecting buckets."""
+
+    endpoint_url: str
+    client: Any
+
+    def bucket(self, name: str) -> str:
+        """Create bucket ``name``; its root as an ``s3://`` URI carrying the test connection."""
+        self.client.create_bucket(Bucket=name)
+        return f"s3://{S3_CONN_ID}@{name}"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server on a free loopback port for the session; credentials only in the connection."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    key = {"aws_access_key_id": "xcompliance-test", "aws_secret_access_key": "xcompliance-test"}
+    conn = {
+        "conn_type": "aws",
+        "login": key["aws_access_key_id"],
+        "password": key["aws_secret_access_key"],
+        "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+    }
+    os.environ[f"AIRFLOW_CONN_{S3_CONN_ID.upper()}"] = json.dumps(conn)  # env var: inline triggers see it too
+    try:
+        yield S3Server(endpoint, boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **key))
+    finally:
+        os.environ.pop(f"AIRFLOW_CONN_{S3_CONN_ID.upper()}", None)
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A fresh bucket per test, as ``s3://aws_test@<bucket>``."""
+    return s3_server.bucket(f"xc-{uuid.uuid4().hex[:16]}")
+
+
+def record_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[tuple[Any, ...]]:
+    """Wrap ``owner.name`` for one test: each call's positional arguments are recorded, then it runs as is."""
+    calls: list[tuple[Any, ...]] = []
+    original = getattr(owner, name)
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recording)
+    return calls

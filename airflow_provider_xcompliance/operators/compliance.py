@@ -38,6 +38,7 @@ from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.lifecycle import UPLOAD_MARGIN_SECONDS, ChunkRecord, Step
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType
 from airflow_provider_xcompliance.naming import job_name
+from airflow_provider_xcompliance.plan import StoredPlan
 from airflow_provider_xcompliance.transfers import LineCounter
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
 
@@ -183,15 +184,7 @@ class XComplianceCreateJobOperator(BaseOperator):
             prepared = id_files.PreparedIds.load(manifest)
             if all(chunk.path.exists() for chunk in prepared.chunks):
                 return prepared
-        prepared = id_files.prepare_ids(
-            self.ids,
-            staging,
-            fmt=self.ids_format,
-            id_column=self.id_column,
-            on_invalid=self.on_invalid,
-            dedupe=self.dedupe,
-            max_ids_per_job=self.max_ids_per_job,
-        )
+        prepared = self._read_ids(staging)
         self._ids_prepared(context, prepared)
         if not prepared.chunks:  # no manifest either: a retry reads the source again (it may be fixed)
             counts = prepared.counts.as_dict()
@@ -200,6 +193,28 @@ class XComplianceCreateJobOperator(BaseOperator):
             )
         prepared.save(manifest)
         return prepared
+
+    def _id_options(self) -> dict[str, Any]:
+        """The settings that decide how the IDs are split into chunks."""
+        return {
+            "ids_format": self.ids_format,
+            "id_column": self.id_column,
+            "on_invalid": self.on_invalid,
+            "dedupe": self.dedupe,
+            "max_ids_per_job": self.max_ids_per_job,
+        }
+
+    def _read_ids(self, staging: Path) -> id_files.PreparedIds:
+        """Read, validate and chunk the ID source into ``staging``."""
+        return id_files.prepare_ids(
+            storage.id_sources(self.ids),
+            staging,
+            fmt=self.ids_format,
+            id_column=self.id_column,
+            on_invalid=self.on_invalid,
+            dedupe=self.dedupe,
+            max_ids_per_job=self.max_ids_per_job,
+        )
 
     def _ids_prepared(self, context: Context, prepared: id_files.PreparedIds) -> None:
         context["ti"].xcom_push(key="ids", value=prepared.counts.as_dict())
@@ -350,7 +365,11 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
     job per type), each downloaded as soon as it completes. Progress is derived, not stored: a chunk is
     finished when its deterministically named job is complete and its results file exists at the
     destination, so a resumed, retried or cleared task skips the finished chunks and reattaches to the
-    running one. An ETA is logged per chunk from the chunk durations observed so far.
+    running one. An ETA is logged per chunk from the chunk durations observed so far. The chunks themselves
+    are planned once (:mod:`~airflow_provider_xcompliance.plan`): the plan and the validated chunks are
+    stored beside the results, so a try on another worker resumes without reading the source again, and
+    fails with :class:`~airflow_provider_xcompliance.exceptions.SourceChangedError` if the source now holds
+    other IDs.
 
     Returns a small dict: ``job_ids``, ``results_uris``, ``uploaded_ids``, ``result_lines``, ``chunks`` (one
     record each, also pushed to XCom key ``chunks`` as they finish), ``ids`` (validation counts) and
@@ -408,14 +427,48 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
             done.append(self._download(prepared, chunk, name, job))
             context["ti"].xcom_push(key="chunks", value=done)
         shutil.rmtree(self._staging_dir(context), ignore_errors=True)
+        self._plan(context).finish(prepared)
         return self._summary(context, prepared, done)
+
+    # --- the chunk plan, stored at the destination so a try on any worker can resume ---
+
+    def _prepare_ids(self, context: Context) -> id_files.PreparedIds:
+        """The chunks of this task run: from the plan at the destination (checked against the source, which
+        is not read again), or read from the source once, staged at the destination and planned."""
+        plan = self._plan(context)
+        prepared = plan.load(self._read_ids)
+        if prepared is not None:
+            super()._ids_prepared(context, prepared)  # a new try starts without its predecessors' XCom
+            return prepared
+        fingerprint = plan.fingerprint()  # before the read: a change during it shows at a retry
+        return plan.save(super()._prepare_ids(context), fingerprint)
+
+    def _upload(self, context: Context, job: Job, chunk: id_files.IdChunk, name: str) -> Job:
+        """Upload a chunk, first fetching its IDs when this worker's disk does not hold them."""
+        if not chunk.path.exists():
+            self._plan(context).restage(chunk, self._read_ids)
+        return super()._upload(context, job, chunk, name)
+
+    def _plan(self, context: Context) -> StoredPlan:
+        name = self._job_name(context, None)
+        target = storage.resolve_destination(self.destination, f"_{name}.jsonl")
+        # A folder gets files named after the whole task run (``_``-prefixed, so readers skip them); a file
+        # destination, files named after it.
+        folder, slash, filename = target.rpartition("/")
+        stem = filename.removesuffix(".jsonl") if filename == f"_{name}.jsonl" else filename.partition(".")[0]
+        return StoredPlan(
+            f"{folder}{slash}{stem}",
+            storage.id_sources(self.ids),
+            self._id_options(),
+            self._staging_dir(context),
+            self.log,
+        )
 
     def _ids_prepared(self, context: Context, prepared: id_files.PreparedIds) -> None:
         """Publish the rejects beside the results, since the local staging folder is temporary."""
         if prepared.rejects_path is not None:
             target = self._rejects_file(context)
-            with prepared.rejects_path.open("rb") as source, storage.atomic_writer(target) as writer:
-                shutil.copyfileobj(source, writer.file)
+            storage.copy(prepared.rejects_path, target)
             prepared = dataclasses.replace(prepared, rejects_path=None)
             self.log.warning("%d invalid IDs skipped, listed in %s", prepared.counts.invalid, target)
         super()._ids_prepared(context, prepared)

@@ -9,10 +9,16 @@ import pytest
 
 from airflow_provider_xcompliance.storage import (
     atomic_writer,
+    copy,
+    exists,
+    id_sources,
     is_local,
     open_source,
+    read_text,
+    remove,
     resolve_destination,
     source_size,
+    write_text,
 )
 
 
@@ -120,3 +126,25 @@ def test_failed_object_storage_write_leaves_no_object(memory_fs: None) -> None:
     with pytest.raises(RuntimeError, match="stream broke"):
         write_then_break("memory://bucket/results/out.jsonl", b"partial")
     assert not ObjectStoragePath("memory://bucket/results/out.jsonl").exists()
+
+
+def test_small_files_are_read_copied_and_removed_on_either_side(tmp_path: Path, memory_fs: None) -> None:
+    write_text("memory://bucket/plan.json", "{}")
+    assert read_text("memory://bucket/plan.json") == "{}"
+    assert read_text(str(tmp_path / "missing.json")) is None
+    copy("memory://bucket/plan.json", str(tmp_path / "sub" / "plan.json"))
+    assert (tmp_path / "sub" / "plan.json").read_text() == "{}"
+    remove("memory://bucket/plan.json")
+    remove(str(tmp_path / "sub" / "plan.json"))
+    remove(str(tmp_path / "never-there.json"))
+    assert not exists("memory://bucket/plan.json")
+    assert not exists(str(tmp_path / "sub" / "plan.json"))
+
+
+def test_object_storage_sources_become_airflow_paths_and_local_ones_stay() -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    local, remote = id_sources(["/data/ids.txt", "s3://aws_lake@bucket/ids/*.txt"])
+    assert local == "/data/ids.txt"
+    assert isinstance(remote, ObjectStoragePath)
+    assert str(remote) == "s3://aws_lake@bucket/ids/*.txt"  # the connection stays with the path

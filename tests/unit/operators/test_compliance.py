@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_provider_xcompliance import storage
 from airflow_provider_xcompliance.exceptions import (
     CancelNotSupportedError,
     InvalidIdsError,
@@ -18,6 +21,7 @@ from airflow_provider_xcompliance.exceptions import (
     JobExpiredError,
     JobFailedError,
     JobTimeoutError,
+    SourceChangedError,
     UploadRejectedError,
     XComplianceError,
 )
@@ -29,6 +33,7 @@ from airflow_provider_xcompliance.operators.compliance import (
     XComplianceRunJobOperator,
 )
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
+from tests.conftest import record_calls
 from tests.unit.jobs import make_job
 
 # --- a fake API behind the hook's interface -----------------------------------------------------------------
@@ -461,20 +466,24 @@ def test_deferred_chunks_continue_with_the_next_chunk_after_each_event(hook, ti,
     assert [c["uploaded_ids"] for c in summary["chunks"]] == [6, 4]
 
 
-def test_retry_resumes_at_the_first_unfinished_chunk(hook, ti, ids_file, tmp_path):
-    out = tmp_path / "out"
-    op = run_op(hook, ids_file, out, max_ids_per_job=4)
-    original_wait = hook.wait_for_job
-    calls = itertools.count()
+def dies_waiting_for_the_second_chunk(hook: FakeHook, ti: FakeTI, ids: Path, out: Path) -> None:
+    """A first try that uploaded two of three chunks, then lost its worker."""
+    original_wait, calls = hook.wait_for_job, itertools.count()
 
-    def dies_on_second_chunk(job_id: str, *args: Any, **kwargs: Any) -> Job:
+    def dies(job_id: str, *args: Any, **kwargs: Any) -> Job:
         if next(calls) == 1:
             raise ConnectionError("worker died")
         return original_wait(job_id, *args, **kwargs)
 
-    hook.wait_for_job = dies_on_second_chunk  # type: ignore[method-assign]
+    hook.wait_for_job = dies  # type: ignore[method-assign]
     with pytest.raises(ConnectionError):
-        op.execute(context_of(ti))
+        run_op(hook, ids, out, max_ids_per_job=4).execute(context_of(ti))
+    hook.wait_for_job = original_wait  # type: ignore[method-assign]
+
+
+def test_retry_resumes_at_the_first_unfinished_chunk(hook, ti, ids_file, tmp_path):
+    out = tmp_path / "out"
+    dies_waiting_for_the_second_chunk(hook, ti, ids_file, out)
     summary = run_op(hook, ids_file, out, max_ids_per_job=4).execute(context_of(ti))
     assert len(hook.created) == 3
     assert [count for _, count in hook.uploads] == [4, 4, 2]
@@ -542,6 +551,98 @@ def test_on_kill_cancels_the_unfinished_job(hook, ti, ids_file, tmp_path):
 
 def test_template_fields_cover_ids_destination_and_name():
     assert set(XComplianceRunJobOperator.template_fields) == {"ids", "destination", "name"}
+
+
+# --- run operator: the chunk plan at the destination, a retry on another worker ----------------------------
+
+
+@pytest.fixture
+def new_worker(tmp_path, monkeypatch) -> Callable[[], Path]:
+    """Switches the local disk to an empty one, as a retry on another worker sees it."""
+
+    def switch() -> Path:
+        disk = Path(tempfile.mkdtemp(dir=tmp_path, prefix="worker-"))
+        monkeypatch.setattr(tempfile, "tempdir", str(disk))
+        return disk
+
+    return switch
+
+
+@pytest.fixture
+def source_reads(monkeypatch) -> list[Any]:
+    from airflow_provider_xcompliance import ids
+
+    return record_calls(monkeypatch, ids, "prepare_ids")
+
+
+def test_plan_stays_beside_the_results_and_the_staged_ids_go_when_done(hook, ti, ids_file, tmp_path):
+    out = tmp_path / "out"
+    run_op(hook, ids_file, out, max_ids_per_job=4).execute(context_of(ti))
+    [plan] = out.glob("_*.plan.json")
+    body = json.loads(plan.read_text())
+    assert [chunk["ids"] for chunk in body["chunks"]] == [4, 4, 2]
+    assert [(s["uri"], s["size"]) for s in body["sources"]] == [(str(ids_file), ids_file.stat().st_size)]
+    assert not list(out.glob("*.txt"))
+
+
+def test_each_task_run_has_its_own_plan_in_a_shared_folder(hook, ids_file, tmp_path):
+    for run_id in ("manual__1", "manual__2"):
+        run_op(hook, ids_file, tmp_path / "out", max_ids_per_job=4).execute(context_of(FakeTI(run_id)))
+    assert len(list((tmp_path / "out").glob("_dag.task-*.plan.json"))) == 2
+
+
+def test_file_destination_gets_a_plan_named_after_it(hook, ti, ids_file, tmp_path):
+    op = run_op(hook, ids_file, tmp_path, max_ids_per_job=4)
+    op.destination = str(tmp_path / "results.jsonl")
+    op.execute(context_of(ti))
+    assert (tmp_path / "results.plan.json").exists()
+
+
+def test_retry_on_another_worker_uploads_the_rest_from_the_destination(
+    hook, ti, ids_file, tmp_path, new_worker, source_reads, monkeypatch
+):
+    out = tmp_path / "out"
+    dies_waiting_for_the_second_chunk(hook, ti, ids_file, out)
+    assert len(list(out.glob("_*.ids-*.txt"))) == 3  # staged beside the results before any job
+    disk = new_worker()
+    copies = record_calls(monkeypatch, storage, "copy")
+    summary = run_op(hook, ids_file, out, max_ids_per_job=4).execute(context_of(ti))
+    assert len(source_reads) == 1  # the retry did not read the source
+    assert [count for _, count in hook.uploads] == [4, 4, 2]  # the third chunk, once
+    assert copies == []  # a local destination holds the only copy of the chunks: uploaded from there
+    assert not list(disk.rglob("*.txt"))
+    assert summary["uploaded_ids"] == 10
+
+
+def test_retry_without_staged_ids_reads_the_source_again_and_checks_the_chunks(
+    hook, ti, ids_file, tmp_path, new_worker, source_reads
+):
+    out = tmp_path / "out"
+    dies_waiting_for_the_second_chunk(hook, ti, ids_file, out)
+    for staged in out.glob("_*.ids-*.txt"):
+        staged.unlink()
+    new_worker()
+    summary = run_op(hook, ids_file, out, max_ids_per_job=4).execute(context_of(ti))
+    assert len(source_reads) == 2
+    assert [count for _, count in hook.uploads] == [4, 4, 2]
+    assert summary["uploaded_ids"] == 10
+
+
+def test_source_changed_since_the_plan_fails_naming_the_file(hook, ti, ids_file, tmp_path, new_worker):
+    out = tmp_path / "out"
+    dies_waiting_for_the_second_chunk(hook, ti, ids_file, out)
+    ids_file.write_text(ids_file.read_text() + "999\n")
+    new_worker()
+    with pytest.raises(SourceChangedError, match=rf"{ids_file} changed size \(40 -> 44 bytes\)"):
+        run_op(hook, ids_file, out, max_ids_per_job=4).execute(context_of(ti))
+    assert len(hook.uploads) == 2
+
+
+def test_changed_chunk_settings_fail_instead_of_shifting_the_chunks(hook, ti, ids_file, tmp_path):
+    out = tmp_path / "out"
+    dies_waiting_for_the_second_chunk(hook, ti, ids_file, out)
+    with pytest.raises(SourceChangedError, match=r"max_ids_per_job changed \(4 -> 5\)"):
+        run_op(hook, ids_file, out, max_ids_per_job=5).execute(context_of(ti))
 
 
 # --- download operator --------------------------------------------------------------------------------------
