@@ -102,6 +102,17 @@ def job_outcome_error(
     return None
 
 
+# Task instance states after which no try of the task runs again unless a person clears it: only then is a
+# job worth cancelling. A cleared task is ``None``/``restarting``, a retried one ``up_for_retry``, one whose
+# trigger moved to another triggerer still ``deferred``: their next try reattaches to the same job.
+STOPPED_FOR_GOOD = frozenset({"failed", "success", "skipped", "upstream_failed", "removed"})
+
+
+def stopped_for_good(task_state: str | None) -> bool:
+    """Whether a killed task's job may be cancelled: no try of it will run again (``STOPPED_FOR_GOOD``)."""
+    return task_state in STOPPED_FOR_GOOD
+
+
 def looks_like_size_error(text: str | None) -> bool:
     """Whether an API error text hints that the upload was too big (the API documents no size limit)."""
     lowered = (text or "").lower()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator, conf
+from airflow.sdk.exceptions import AirflowTaskTerminated
 
 from airflow_provider_xcompliance import ids as id_files
 from airflow_provider_xcompliance import lifecycle, storage
@@ -39,6 +40,7 @@ from airflow_provider_xcompliance.lifecycle import UPLOAD_MARGIN_SECONDS, ChunkR
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType
 from airflow_provider_xcompliance.naming import job_name
 from airflow_provider_xcompliance.plan import StoredPlan
+from airflow_provider_xcompliance.task_state import task_state
 from airflow_provider_xcompliance.transfers import LineCounter
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
 
@@ -124,6 +126,7 @@ class XComplianceCreateJobOperator(BaseOperator):
         self.max_transient_errors = max_transient_errors
         self._job_id: str | None = None  # our unfinished job, for on_kill
         self._slot_deadline: float | None = None  # end of the current wait for another job's slot
+        self._running = False  # inside execute: a kill now interrupts the task (on_kill)
 
     @cached_property
     def hook(self) -> XComplianceHook:
@@ -132,7 +135,7 @@ class XComplianceCreateJobOperator(BaseOperator):
     # --- entry points ---
 
     def execute(self, context: Context) -> Any:
-        return self._proceed(context)
+        return self._carry_on(context)
 
     def execute_after_slot_wait(self, context: Context, event: dict[str, Any] | None = None, **_: Any) -> Any:
         """Resume after waiting for another job to free the slot, and try to create the job again."""
@@ -144,12 +147,49 @@ class XComplianceCreateJobOperator(BaseOperator):
             )
         self.log.info("Job %s no longer holds the slot: %s", event["job_id"], event.get("message"))
         self._slot_deadline = event.get("deadline")  # a new conflict keeps waiting against the same bound
-        return self._proceed(context)
+        return self._carry_on(context)
 
     def on_kill(self) -> None:
-        """Cancel the job when a running task is killed (a deferred wait is cancelled by the trigger)."""
-        if self._job_id:
+        """Stop at once when killed mid-run; cancel the job only when the task is stopped for good.
+
+        Airflow calls this from the task's SIGTERM handler (the task was marked failed or success, cleared,
+        or its worker is shutting down) and after an ``execution_timeout``. A task stopped mid-run must not
+        poll on, so the handler raises ``AirflowTaskTerminated`` into the running code; whether the job is
+        cancelled is decided once that has unwound (:meth:`_after_kill`), since asking the supervisor for
+        the task's state from inside a signal handler could interleave with a request the task was making.
+        A deferred wait is the trigger's business (:meth:`XComplianceJobTrigger.on_kill`).
+        """
+        if self._running:
+            raise AirflowTaskTerminated(f"Task {self.task_id} was stopped while running")
+        if self._job_id:  # the try has already ended (its execution_timeout): nothing will reattach to it
             self._cancel_quietly(self._job_id, "the task was killed")
+
+    def _carry_on(self, context: Context) -> Any:
+        """:meth:`_proceed`, marked as running so that a kill stops it (see :meth:`on_kill`)."""
+        self._running = True
+        try:
+            return self._proceed(context)
+        except AirflowTaskTerminated:
+            self._after_kill(context)
+            raise
+        finally:
+            self._running = False
+
+    def _after_kill(self, context: Context) -> None:
+        """Cancel a killed try's job only if the task is stopped for good; else leave it to the next try."""
+        try:
+            state = task_state(context["ti"])
+        except Exception as error:
+            state = None
+            self.log.warning("Could not read this task's state after the kill: %s", error)
+        if self._job_id and lifecycle.stopped_for_good(state):
+            self._cancel_quietly(self._job_id, f"the task was stopped ({state})")
+        elif self._job_id:
+            self.log.info("Leaving job %s for the next try: this task is %s", self._job_id, state)
+        if state == "running":  # the server did not stop it: the worker is shutting down, so let it retry
+            raise XComplianceError(
+                f"The worker stopped task {self.task_id} mid-run; a retry carries on with job {self._job_id}"
+            )
 
     def _proceed(self, context: Context) -> Any:
         """Carry on from wherever this task run stands: a first try, a retry and a resume take one path."""
@@ -410,7 +450,7 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
             )
             # Without a final status, polling gave up: the job may still be running, and a retry reattaches.
             raise ended or XComplianceError(event["message"])
-        return self._proceed(context)  # finds the job complete without results: downloads it, goes on
+        return self._carry_on(context)  # finds the job complete without results: downloads it, goes on
 
     def _proceed(self, context: Context) -> Any:
         """Run the chunks the API and the destination do not show as finished, one job at a time."""

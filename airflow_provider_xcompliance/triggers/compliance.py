@@ -11,10 +11,15 @@ from typing import Any
 import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_xcompliance import lifecycle
 from airflow_provider_xcompliance.exceptions import RateLimitedError, XComplianceError
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.models import Job, JobStatus
 from airflow_provider_xcompliance.retry import GET_JOB, RetryPolicy
+from airflow_provider_xcompliance.task_state import atask_state
+
+# Airflow 3.3 added ``BaseTrigger.on_kill`` and calls it itself when a person acts on a deferred task.
+TRIGGERER_CALLS_ON_KILL = hasattr(BaseTrigger, "on_kill")
 
 # The trigger owns the retries of its polls (counted against ``max_transient_errors``, spaced by its own
 # clock), so the hook must not retry underneath it; the backoff still comes from the one retry policy.
@@ -105,8 +110,13 @@ class XComplianceJobTrigger(BaseTrigger):
         if start_after > 0:
             await self._sleep(start_after)
         hook = self._make_hook()
-        async with hook:  # one HTTP client for the whole wait
-            event = await self._poll_until_done(hook)
+        try:
+            async with hook:  # one HTTP client for the whole wait
+                event = await self._poll_until_done(hook)
+        except asyncio.CancelledError:
+            if not TRIGGERER_CALLS_ON_KILL:  # before 3.3 a cancelled run() is the only sign of a kill
+                await self.on_kill()
+            raise
         yield TriggerEvent(event)
 
     async def _poll_until_done(self, hook: XComplianceHook) -> dict[str, Any]:
@@ -160,20 +170,48 @@ class XComplianceJobTrigger(BaseTrigger):
         }
 
     async def on_kill(self) -> None:
-        """Cancel the job when a user kills the deferred task (Airflow 3.3+; older versions never call it).
+        """Cancel the job when the deferred task is stopped for good (Airflow 3.3+ calls this).
 
-        Best-effort: a cancel that fails (or an API without ``DELETE``) is logged, never raised, because the
-        task is already being killed and the job ends on its own.
+        Airflow calls it when a person acts on the task (mark failed or success, clear) and when another
+        triggerer takes the trigger over; only the first two kinds stop the task, and a cleared task's next
+        try reattaches to this very job. So the job is cancelled only once the task instance's state says no
+        try will run again (:data:`~airflow_provider_xcompliance.lifecycle.STOPPED_FOR_GOOD`). Best-effort:
+        a cancel that fails (or an API without ``DELETE``) is logged, never raised, because the job ends on
+        its own.
         """
-        if not self.cancel_on_kill:
-            return
+        if self.cancel_on_kill and await self._stopped_for_good():
+            await self._cancel()
+
+    async def _stopped_for_good(self) -> bool:
+        ti = self.task_instance
+        if ti is None:
+            self.log.warning("Not cancelling job %s: the trigger does not know its task", self.job_id)
+            return False
+        try:
+            state = await atask_state(ti)
+        except Exception as error:
+            # An unknown state leaves the job running: a wrong cancel loses work, a missed one costs none.
+            self.log.warning("Not cancelling job %s: the task's state is unknown (%s)", self.job_id, error)
+            return False
+        if not lifecycle.stopped_for_good(state):
+            self.log.info(
+                "Not cancelling job %s: the task is %s (cleared, retried or moved), its next try reattaches",
+                self.job_id,
+                state,
+            )
+            return False
+        return True
+
+    async def _cancel(self) -> None:
         hook = self._make_hook()
         try:
             async with hook:
                 job = await hook.acancel_job(self.job_id)
-            self.log.info("on_kill: cancelled compliance job %s (now %s)", self.job_id, job.status.value)
+            self.log.info(
+                "Cancelled compliance job %s (now %s): its task was stopped", self.job_id, job.status.value
+            )
         except Exception as error:
-            self.log.warning("on_kill: could not cancel compliance job %s: %s", self.job_id, error)
+            self.log.warning("Could not cancel compliance job %s: %s", self.job_id, error)
 
 
 def _value(status: JobStatus | None) -> str | None:

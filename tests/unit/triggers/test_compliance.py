@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,6 +17,7 @@ from airflow_provider_xcompliance.exceptions import (
 )
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType
 from airflow_provider_xcompliance.retry import GET_JOB, RateLimitTracker, RetryPolicy
+from airflow_provider_xcompliance.triggers import compliance as trigger_module
 from airflow_provider_xcompliance.triggers.compliance import (
     XComplianceJobTrigger,
     is_permanent_poll_error,
@@ -295,23 +297,112 @@ def test_transient_retry_delay_backs_off_at_most_to_the_cap():
 # --- on_kill ---------------------------------------------------------------------------------------------
 
 
-async def test_on_kill_cancels_the_job(monkeypatch):
+class FakeTaskInstance:
+    """The trigger's task instance, answering state queries the way the Execution API does."""
+
+    def __init__(self, state: str | BaseException | None, map_index: int = -1) -> None:
+        self.dag_id, self.task_id, self.run_id, self.map_index = "dag", "run", "manual__1", map_index
+        self.state = state
+        self.queries: list[dict[str, Any]] = []
+
+    def get_task_states(self, **query: Any) -> dict[str, Any]:
+        self.queries.append(query)
+        if isinstance(self.state, BaseException):
+            raise self.state
+        key = self.task_id if self.map_index < 0 else f"{self.task_id}_{self.map_index}"
+        return {self.run_id: {key: self.state}}
+
+
+def killed_trigger(
+    hook: FakeHook, monkeypatch: pytest.MonkeyPatch, state: str | BaseException | None, **kwargs: Any
+) -> XComplianceJobTrigger:
+    trigger = make_trigger(hook, FakeClock(), monkeypatch, **kwargs)
+    trigger.task_instance = FakeTaskInstance(state, kwargs.pop("map_index", -1))  # type: ignore[assignment]
+    return trigger
+
+
+@pytest.mark.parametrize("state", ["failed", "success", "skipped", "upstream_failed", "removed"])
+async def test_on_kill_cancels_the_job_of_a_task_stopped_for_good(monkeypatch, state):
     hook = FakeHook([])
-    await make_trigger(hook, FakeClock(), monkeypatch).on_kill()
+    await killed_trigger(hook, monkeypatch, state).on_kill()
     assert hook.cancelled == [JOB_ID]
     assert (hook.sessions_opened, hook.sessions_closed) == (1, 1)
 
 
+@pytest.mark.parametrize(
+    "state",
+    # cleared (None, then scheduled/queued/running/deferred for the next try), restarting, retried, or
+    # still deferred because another triggerer took the trigger over
+    [None, "scheduled", "queued", "running", "deferred", "restarting", "up_for_retry", "up_for_reschedule"],
+)
+async def test_on_kill_leaves_the_job_to_the_next_try(monkeypatch, state):
+    hook = FakeHook([])
+    await killed_trigger(hook, monkeypatch, state).on_kill()
+    assert hook.cancelled == []
+
+
+async def test_on_kill_reads_the_state_of_its_own_mapped_task_instance(monkeypatch):
+    hook = FakeHook([])
+    trigger = make_trigger(hook, FakeClock(), monkeypatch)
+    ti = FakeTaskInstance("failed", map_index=3)
+    trigger.task_instance = ti  # type: ignore[assignment]
+    await trigger.on_kill()
+    assert ti.queries == [{"dag_id": "dag", "task_ids": ["run"], "run_ids": ["manual__1"], "map_index": 3}]
+    assert hook.cancelled == [JOB_ID]
+
+
+async def test_on_kill_leaves_the_job_when_the_state_cannot_be_read(monkeypatch, capsys):
+    hook = FakeHook([])
+    await killed_trigger(hook, monkeypatch, ConnectionError("api-server down")).on_kill()
+    assert hook.cancelled == []
+    assert "the task's state is unknown" in capsys.readouterr().out
+
+
+async def test_on_kill_without_a_task_instance_leaves_the_job(monkeypatch):
+    hook = FakeHook([])
+    await make_trigger(hook, FakeClock(), monkeypatch).on_kill()
+    assert hook.cancelled == []
+
+
 async def test_on_kill_logs_instead_of_raising_when_cancel_fails(monkeypatch, capsys):
     hook = FakeHook([], cancel=CancelNotSupportedError("no DELETE", status=404))
-    await make_trigger(hook, FakeClock(), monkeypatch).on_kill()
-    assert "could not cancel compliance job" in capsys.readouterr().out
+    await killed_trigger(hook, monkeypatch, "failed").on_kill()
+    assert "Could not cancel compliance job" in capsys.readouterr().out
 
 
 async def test_on_kill_leaves_a_job_that_is_not_ours_alone(monkeypatch):
     hook = FakeHook([])
-    await make_trigger(hook, FakeClock(), monkeypatch, cancel_on_kill=False).on_kill()
+    await killed_trigger(hook, monkeypatch, "failed", cancel_on_kill=False).on_kill()
     assert hook.cancelled == []
+
+
+@pytest.mark.parametrize(
+    ("calls_on_kill", "state", "cancelled"),
+    [
+        (False, "failed", [JOB_ID]),  # before 3.3 a cancelled run() is the only sign of a kill
+        (False, "deferred", []),  # ... and also what a triggerer restart looks like
+        (True, "failed", []),  # from 3.3 Airflow calls on_kill itself: no second cancel from run()
+    ],
+)
+async def test_a_cancelled_run_cancels_the_job_only_before_airflow_3_3_and_only_when_stopped(
+    monkeypatch, calls_on_kill, state, cancelled
+):
+    monkeypatch.setattr(trigger_module, "TRIGGERER_CALLS_ON_KILL", calls_on_kill)
+    hook = FakeHook([job(JobStatus.IN_PROGRESS)])
+    trigger = killed_trigger(hook, monkeypatch, state)
+    waiting = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        waiting.set()
+        await asyncio.sleep(3600)
+
+    trigger._sleep = sleep
+    running = asyncio.create_task(events_of(trigger))
+    await waiting.wait()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert hook.cancelled == cancelled
 
 
 # --- with the real hook over httpx.MockTransport -----------------------------------------------------------
