@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 class XComplianceJobSensor(BaseSensorOperator):
     """Wait until a compliance job is ``complete``; fail (or skip, with ``soft_fail``) if it fails or expires.
 
+    The sensor never cancels the job: stopping the sensor stops the wait, not the work of whoever started it.
     A failed or expired job never recovers, so its error is raised as ``AirflowFailException`` (no pointless
     retries; ``soft_fail`` turns it into a skip) with the job's error text. In deferrable mode the sensor
     checks once, then hands the wait to :class:`XComplianceJobTrigger` with ``timeout`` as the deferral
@@ -78,6 +79,7 @@ class XComplianceJobSensor(BaseSensorOperator):
                 poll_interval=self.poke_interval,
                 deadline=time.time() + self.timeout,
                 max_transient_errors=self.max_transient_errors,
+                cancel_on_kill=False,  # the job belongs to whoever started it, as in poke mode
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),

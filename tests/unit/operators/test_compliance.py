@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -11,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.sdk.exceptions import AirflowTaskTerminated, TaskDeferred
 
 from airflow_provider_xcompliance import storage
 from airflow_provider_xcompliance.exceptions import (
@@ -116,6 +119,10 @@ class FakeTI:
         self.dag_id, self.task_id, self.run_id, self.map_index = "dag", "task", run_id, -1
         self.start_date = datetime.now(timezone.utc)
         self.xcom: list[tuple[str, Any]] = []
+        self.state: str | None = "running"  # what the Execution API says about this task instance
+
+    def get_task_states(self, **query: Any) -> dict[str, Any]:
+        return {self.run_id: {self.task_id: self.state}}
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom.append((key, value))
@@ -541,11 +548,74 @@ def test_non_deferrable_timeout_cancels_the_job(hook, ti, ids_file, tmp_path):
     assert hook.cancelled == hook.created
 
 
-def test_on_kill_cancels_the_unfinished_job(hook, ti, ids_file, tmp_path):
+def test_on_kill_after_the_try_ended_cancels_the_unfinished_job(hook, ti, ids_file, tmp_path):
     op = run_op(hook, ids_file, tmp_path / "out", deferrable=True)
     with pytest.raises(TaskDeferred):
         op.execute(context_of(ti))
     op.on_kill()
+    assert hook.cancelled == hook.created
+
+
+def killed_while_polling(
+    hook: FakeHook, ti: FakeTI, state: str | None, ids: Path, out: Path
+) -> XComplianceRunJobOperator:
+    """An operator whose poll is interrupted by Airflow's SIGTERM handler after ``ti`` turned ``state``."""
+    polls: list[str] = []
+
+    def wait_for_job(job_id: str, *args: Any, **kwargs: Any) -> Job:
+        polls.append(job_id)
+        ti.state = state
+        op.on_kill()  # what the task runner's SIGTERM handler does
+        raise AssertionError("on_kill returned: the task would poll on")
+
+    op = run_op(hook, ids, out)
+    hook.wait_for_job = wait_for_job  # type: ignore[method-assign]
+    return op
+
+
+@pytest.mark.parametrize("state", ["failed", "success"])
+def test_polling_task_marked_by_a_person_stops_at_once_and_cancels_its_job(
+    hook, ti, ids_file, tmp_path, state
+):
+    with pytest.raises(AirflowTaskTerminated):
+        killed_while_polling(hook, ti, state, ids_file, tmp_path / "out").execute(context_of(ti))
+    assert hook.cancelled == hook.created
+    assert not (tmp_path / "out").exists()  # nothing after the kill: no download, no second failure
+
+
+def test_polling_task_cleared_stops_at_once_and_leaves_its_job_to_the_next_try(hook, ti, ids_file, tmp_path):
+    with pytest.raises(AirflowTaskTerminated):
+        killed_while_polling(hook, ti, "restarting", ids_file, tmp_path / "out").execute(context_of(ti))
+    assert hook.cancelled == []
+    del hook.wait_for_job  # the next try polls normally
+    assert run_op(hook, ids_file, tmp_path / "out").execute(context_of(ti))["job_ids"] == hook.created
+    assert len(hook.created) == 1
+
+
+def test_polling_task_on_a_stopping_worker_fails_retryably_and_keeps_its_job(hook, ti, ids_file, tmp_path):
+    with pytest.raises(XComplianceError, match="a retry carries on with job"):
+        killed_while_polling(hook, ti, "running", ids_file, tmp_path / "out").execute(context_of(ti))
+    assert hook.cancelled == []
+
+
+def test_sigterm_interrupts_a_sleeping_poll_at_once(hook, ti, ids_file, tmp_path):
+    op = run_op(hook, ids_file, tmp_path / "out")
+    ti.state = "failed"
+
+    def wait_for_job(job_id: str, *args: Any, **kwargs: Any) -> Job:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        time.sleep(30)  # the poll interval: a kill must not wait for it to pass
+        raise AssertionError("slept through the kill")
+
+    hook.wait_for_job = wait_for_job  # type: ignore[method-assign]
+    previous = signal.signal(signal.SIGTERM, lambda *_: op.on_kill())  # as Airflow's task runner does
+    started = time.monotonic()
+    try:
+        with pytest.raises(AirflowTaskTerminated):
+            op.execute(context_of(ti))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert time.monotonic() - started < 5
     assert hook.cancelled == hook.created
 
 

@@ -81,6 +81,7 @@ def test_deferrable_sensor_defers_to_the_job_trigger_with_its_timeout():
     trigger = deferred.value.trigger
     assert isinstance(trigger, XComplianceJobTrigger)
     assert (trigger.job_id, trigger.poll_interval) == (JOB_ID, 45)
+    assert trigger.cancel_on_kill is False  # killing the sensor leaves the job to whoever started it
     assert before + 3600 <= trigger.deadline <= time.time() + 3600
     assert deferred.value.method_name == "execute_complete"
     assert deferred.value.timeout == timedelta(seconds=3600)
