@@ -13,7 +13,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_xcompliance import lifecycle
 from airflow_provider_xcompliance.exceptions import RateLimitedError, XComplianceError
-from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
+from airflow_provider_xcompliance.hooks.aio import XComplianceAsyncHook
 from airflow_provider_xcompliance.models import Job, JobStatus
 from airflow_provider_xcompliance.retry import GET_JOB, RetryPolicy
 from airflow_provider_xcompliance.task_state import atask_state
@@ -68,7 +68,7 @@ class XComplianceJobTrigger(BaseTrigger):
     def __init__(
         self,
         job_id: str,
-        x_conn_id: str = XComplianceHook.default_conn_name,
+        x_conn_id: str = XComplianceAsyncHook.default_conn_name,
         poll_interval: float = 30.0,
         deadline: float | None = None,
         max_transient_errors: int = 10,
@@ -99,8 +99,8 @@ class XComplianceJobTrigger(BaseTrigger):
             },
         )
 
-    def _make_hook(self) -> XComplianceHook:
-        return XComplianceHook(self.x_conn_id, retry_policy=_POLL_POLICY)
+    def _make_hook(self) -> XComplianceAsyncHook:
+        return XComplianceAsyncHook(self.x_conn_id, retry_policy=_POLL_POLICY)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # The task checked the job just before deferring, so the first poll can wait. Spreading it over one
@@ -119,7 +119,7 @@ class XComplianceJobTrigger(BaseTrigger):
             raise
         yield TriggerEvent(event)
 
-    async def _poll_until_done(self, hook: XComplianceHook) -> dict[str, Any]:
+    async def _poll_until_done(self, hook: XComplianceAsyncHook) -> dict[str, Any]:
         status: JobStatus | None = None
         polls = errors_in_a_row = 0
         while True:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
@@ -452,3 +454,32 @@ async def test_spread_first_poll_never_passes_the_deadline(monkeypatch):
 
     assert clock.sleeps[0] == 5.0
     assert event["status"] == "timeout"
+
+
+# --- what the triggerer imports ---------------------------------------------------------------------------
+
+# Modules the async path never needs: loading them in the triggerer's event loop stalls every trigger.
+HEAVY_MODULES = (
+    "requests",
+    "urllib3",
+    "pyarrow",
+    "numpy",
+    "pandas",
+    "airflow_provider_xcompliance.hooks.compliance",
+    "airflow_provider_xcompliance.transfers",
+    "airflow_provider_xcompliance.storage",
+    "airflow_provider_xcompliance.ids",
+    "airflow_provider_xcompliance.results",
+    "airflow_provider_xcompliance.api_lines",
+)
+
+
+def test_trigger_module_imports_only_the_async_path():
+    code = (
+        "import sys, airflow_provider_xcompliance.triggers.compliance\n"
+        f"print(sorted(set({HEAVY_MODULES!r}) & set(sys.modules)))"
+    )
+    fresh = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert fresh.stdout.strip().splitlines()[-1] == "[]"
