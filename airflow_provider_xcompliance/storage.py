@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -143,6 +144,16 @@ def resolve_destination(destination: str | os.PathLike[str], default_name: str) 
     return text
 
 
+def _create_beside(final: Path) -> tuple[int, str]:
+    """A new hidden temporary file beside ``final``, with the permissions the umask gives any new file.
+
+    ``mkstemp`` would create it 0600, and the rename would carry that onto the output, so a reader running
+    as another user could not open results that every other file of the run lets it read.
+    """
+    temp = final.with_name(f".{final.name}.{secrets.token_hex(8)}.part")
+    return os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666), str(temp)
+
+
 class AtomicWriter:
     """A temporary file that becomes the destination on :meth:`commit` and vanishes otherwise.
 
@@ -157,8 +168,8 @@ class AtomicWriter:
         if self._local:
             final = local_path(destination)
             final.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
-        else:
+            fd, temp = _create_beside(final)
+        else:  # a private scratch copy: only the uploaded object is the output
             fd, temp = tempfile.mkstemp(prefix="xcompliance-", suffix=".part")
         self.temp_path = Path(temp)
         self.file: IO[bytes] = os.fdopen(fd, "w+b")

@@ -6,6 +6,8 @@ The hook and the emulator share one fake clock, so rate windows and upload windo
 from __future__ import annotations
 
 import json
+import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from airflow_provider_xcompliance.emulator import EmulatorConfig, EmulatorHandle
 from airflow_provider_xcompliance.exceptions import JobConflictError, UploadUrlExpiredError
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.models import JobStatus
+from airflow_provider_xcompliance.results import results_to_parquet
 from airflow_provider_xcompliance.retry import RetryPolicy
 from airflow_provider_xcompliance.transfers import RESUMABLE_QUANTUM
 
@@ -100,6 +103,25 @@ def test_full_lifecycle(
     state = emulator.job_state(job.id)
     assert (state["status"], state["type"], state["uploaded_ids"]) == ("complete", job_type, ID_COUNT)
     assert len(emulator.state()["jobs"]) == 1
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o007])
+def test_results_and_tables_get_the_permissions_the_umask_gives(
+    hook: XComplianceHook, ids_file: Path, tmp_path: Path, umask: int
+) -> None:
+    previous = os.umask(umask)
+    try:
+        job = hook.create_job("tweets", name="modes")
+        hook.upload_ids(job, ids_file)
+        download = hook.download_results(hook.wait_for_job(job.id, 1.0, WAIT), f"{tmp_path}/results/")
+        results_to_parquet(str(download.uri), tmp_path / "tables", job_type="tweets")
+        (tmp_path / "plain").touch()
+    finally:
+        os.umask(previous)
+    written = [Path(str(download.uri)), *(tmp_path / "tables").rglob("*.parquet")]
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in written}
+    assert len(modes) >= 2
+    assert set(modes.values()) == {stat.S_IMODE((tmp_path / "plain").stat().st_mode)} == {0o666 & ~umask}
 
 
 @with_emulator(drop_upload_after_bytes=300_000)
