@@ -54,7 +54,7 @@ def x_api(clock: HeldClock) -> Iterator[EmulatorHandle]:
     config = EmulatorConfig(
         token=TOKEN,
         processing_seconds=PROCESSING_SECONDS,
-        unfinished_jobs_per_type=3,  # the three tasks wait side by side
+        unfinished_jobs_per_type=4,  # the four tasks wait side by side
         rate_limit_count=1_000_000,
         clock=clock,
     )
@@ -102,12 +102,18 @@ class Run:
     def mark(self, task_id: str, state: str) -> None:
         self.airflow.call("PATCH", f"{self.path}/taskInstances/{task_id}", json={"new_state": state})
 
+    def _logs(self, task_id: str, pattern: str) -> str:
+        run = self.airflow.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={self.run_id}"
+        return "".join(
+            path.read_text(errors="replace") for path in (run / f"task_id={task_id}").glob(pattern)
+        )
+
+    def task_log(self, task_id: str, try_number: int) -> str:
+        return self._logs(task_id, f"attempt={try_number}.log")
+
     def trigger_log(self, task_id: str, try_number: int) -> str:
         """What the trigger of one try logged: the triggerer writes it beside the task's own log."""
-        folder = (
-            self.airflow.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={self.run_id}" / f"task_id={task_id}"
-        )
-        return "".join(path.read_text() for path in folder.glob(f"attempt={try_number}.log.trigger.*.log"))
+        return self._logs(task_id, f"attempt={try_number}.log.trigger.*.log")
 
     def result(self, task_id: str) -> dict[str, Any]:
         entry = self.airflow.call("GET", f"{self.path}/taskInstances/{task_id}/xcomEntries/return_value")
@@ -128,6 +134,12 @@ def job_status(x_api: EmulatorHandle, task_id: str) -> str | None:
     return jobs[0]["status"] if len(jobs) == 1 else None
 
 
+def wait_for_job(x_api: EmulatorHandle, task_id: str, status: str) -> None:
+    wait_for(
+        lambda: job_status(x_api, task_id) == status, STEP_TIMEOUT, f"the job of {task_id} to be {status}"
+    )
+
+
 def test_deployed_provider_survives_clear_kill_and_mark_failed(tmp_path, airflow, x_api, clock):
     ids = tmp_path / "ids.txt"
     ids.write_text("".join(f"{1_400_000_000_000_000_000 + n}\n" for n in range(IDS)))
@@ -139,11 +151,13 @@ def test_deployed_provider_survives_clear_kill_and_mark_failed(tmp_path, airflow
     )
     run = Run(airflow, created["dag_run_id"])
 
-    # Every task has its job in progress: two deferred to the triggerer, one polling in its worker.
+    # Every task has its job in progress: two deferred to the triggerer, two polling in their workers.
     run.wait_until("deferred_cleared", "deferred")
     run.wait_until("deferred_marked_failed", "deferred")
     polling = run.wait_until("polling_killed", "running")
-    wait_for(lambda: job_status(x_api, "polling_killed") == "in_progress", STEP_TIMEOUT, "the polled job")
+    run.wait_until("polling_marked_failed", "running")
+    wait_for_job(x_api, "polling_killed", "in_progress")
+    wait_for_job(x_api, "polling_marked_failed", "in_progress")
     wait_for(
         lambda: "is in_progress" in run.trigger_log("deferred_cleared", 1),
         STEP_TIMEOUT,
@@ -160,9 +174,17 @@ def test_deployed_provider_survives_clear_kill_and_mark_failed(tmp_path, airflow
     assert "its next try reattaches" in run.trigger_log("deferred_cleared", 1)
     assert job_status(x_api, "deferred_cleared") == "in_progress"
 
-    # Marked failed while deferred: the job is cancelled.
+    # Marked failed, deferred or polling: the job is cancelled, and the polling task stops at once.
     run.mark("deferred_marked_failed", "failed")
-    wait_for(lambda: job_status(x_api, "deferred_marked_failed") == "failed", STEP_TIMEOUT, "the cancel")
+    run.mark("polling_marked_failed", "failed")
+    wait_for_job(x_api, "deferred_marked_failed", "failed")
+    wait_for_job(x_api, "polling_marked_failed", "failed")
+    wait_for(
+        lambda: "AirflowTaskTerminated" in run.task_log("polling_marked_failed", 1),
+        STEP_TIMEOUT,
+        "the task marked failed to stop",
+    )
+    assert "JobFailedError" not in run.task_log("polling_marked_failed", 1)  # it did not poll on
 
     clock.complete_all_jobs()
     run.wait_until("deferred_cleared", "success", try_number=2)
@@ -173,6 +195,7 @@ def test_deployed_provider_survives_clear_kill_and_mark_failed(tmp_path, airflow
         "deferred_cleared": 1,
         "deferred_marked_failed": 1,
         "polling_killed": 1,
+        "polling_marked_failed": 1,
     }
     for task_id in ("deferred_cleared", "polling_killed"):
         (job,) = jobs[task_id]

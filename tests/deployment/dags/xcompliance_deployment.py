@@ -27,6 +27,12 @@ with DAG(DAG_ID, schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.
             task_id=task_id, destination=_destination(task_id), deferrable=True, retries=0, **COMMON
         )
     XComplianceRunJobOperator(
+        task_id="polling_marked_failed",
+        destination=_destination("polling_marked_failed"),
+        retries=0,
+        **COMMON,
+    )
+    XComplianceRunJobOperator(
         task_id="polling_killed",
         destination=_destination("polling_killed"),
         deferrable=False,
