@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,10 @@ def wait_for_job(x_api: EmulatorHandle, task_id: str, status: str) -> None:
     )
 
 
+def wait_for_text(read: Callable[[], str], text: str, what: str) -> None:
+    wait_for(lambda: text in read(), STEP_TIMEOUT, f"{what} ({text!r} in the log)")
+
+
 def test_deployed_provider_survives_clear_kill_and_mark_failed(tmp_path, airflow, x_api, clock):
     ids = tmp_path / "ids.txt"
     ids.write_text("".join(f"{1_400_000_000_000_000_000 + n}\n" for n in range(IDS)))
@@ -158,11 +162,7 @@ def test_deployed_provider_survives_clear_kill_and_mark_failed(tmp_path, airflow
     run.wait_until("polling_marked_failed", "running")
     wait_for_job(x_api, "polling_killed", "in_progress")
     wait_for_job(x_api, "polling_marked_failed", "in_progress")
-    wait_for(
-        lambda: "is in_progress" in run.trigger_log("deferred_cleared", 1),
-        STEP_TIMEOUT,
-        "the triggerer to poll the job of deferred_cleared",
-    )
+    wait_for_text(lambda: run.trigger_log("deferred_cleared", 1), "is in_progress", "the trigger to poll")
 
     # kill -9 of the worker's task process: the retry reattaches to the same job.
     os.kill(polling["pid"], signal.SIGKILL)
@@ -179,10 +179,8 @@ def test_deployed_provider_survives_clear_kill_and_mark_failed(tmp_path, airflow
     run.mark("polling_marked_failed", "failed")
     wait_for_job(x_api, "deferred_marked_failed", "failed")
     wait_for_job(x_api, "polling_marked_failed", "failed")
-    wait_for(
-        lambda: "AirflowTaskTerminated" in run.task_log("polling_marked_failed", 1),
-        STEP_TIMEOUT,
-        "the task marked failed to stop",
+    wait_for_text(
+        lambda: run.task_log("polling_marked_failed", 1), "AirflowTaskTerminated", "the task to stop"
     )
     assert "JobFailedError" not in run.task_log("polling_marked_failed", 1)  # it did not poll on
 
