@@ -171,7 +171,7 @@ def test_deployed_provider_survives_clear_kill_and_mark_failed(tmp_path, airflow
     # A clear while deferred: the old trigger's on_kill leaves the job, the next try reattaches and defers.
     run.clear("deferred_cleared")
     run.wait_until("deferred_cleared", "deferred", try_number=2)
-    assert "its next try reattaches" in run.trigger_log("deferred_cleared", 1)
+    wait_for_text(lambda: run.trigger_log("deferred_cleared", 1), "its next try reattaches", "on_kill")
     assert job_status(x_api, "deferred_cleared") == "in_progress"
 
     # Marked failed, deferred or polling: the job is cancelled, and the polling task stops at once.
