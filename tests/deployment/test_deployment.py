@@ -93,7 +93,18 @@ class Run:
             ti = self.ti(task_id)
             return ti if (ti["state"], ti["try_number"]) == (state, try_number) else None
 
-        return wait_for(reached, STEP_TIMEOUT, f"{task_id} try {try_number} to be {state}")
+        try:
+            return wait_for(reached, STEP_TIMEOUT, f"{task_id} try {try_number} to be {state}")
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}\n{self.diagnosis(task_id)}") from None
+
+    def diagnosis(self, task_id: str) -> str:
+        """What a failed wait shows: the task instance, the ends of its logs and of the scheduler's output."""
+        ti = self.ti(task_id)
+        tries = range(1, int(ti["try_number"]) + 1)
+        logs = [f"--- {task_id} try {n} ---\n{_tail(self.task_log(task_id, n))}" for n in tries]
+        logs += [f"--- trigger of try {n} ---\n{_tail(self.trigger_log(task_id, n))}" for n in tries]
+        return "\n".join([f"task instance: {ti}", *logs, "--- scheduler ---", self.airflow.tail("scheduler")])
 
     def clear(self, task_id: str) -> None:
         body = {"dry_run": False, "task_ids": [task_id], "dag_run_id": self.run_id, "only_failed": False}
@@ -118,6 +129,10 @@ class Run:
     def result(self, task_id: str) -> dict[str, Any]:
         entry = self.airflow.call("GET", f"{self.path}/taskInstances/{task_id}/xcomEntries/return_value")
         return dict(entry["value"])
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(line[:400] for line in text.splitlines()[-lines:])
 
 
 def jobs_by_task(x_api: EmulatorHandle) -> dict[str, list[dict[str, Any]]]:
