@@ -580,7 +580,7 @@ def test_polling_task_marked_by_a_person_stops_at_once_and_cancels_its_job(
     with pytest.raises(AirflowTaskTerminated):
         killed_while_polling(hook, ti, state, ids_file, tmp_path / "out").execute(context_of(ti))
     assert hook.cancelled == hook.created
-    assert not list((tmp_path / "out").rglob("*.jsonl"))  # nothing after the kill: no download, no second failure
+    assert not list((tmp_path / "out").rglob("*.jsonl"))  # no download after the kill
 
 
 def test_polling_task_cleared_stops_at_once_and_leaves_its_job_to_the_next_try(hook, ti, ids_file, tmp_path):
