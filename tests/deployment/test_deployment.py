@@ -199,6 +199,14 @@ def test_deployed_provider_survives_clear_kill_and_mark_failed(tmp_path, airflow
     )
     assert "JobFailedError" not in run.task_log("polling_marked_failed", 1)  # it did not poll on
 
+    # Airflow 3.3 fails a resumed task whose trigger fired before the scheduler saw its worker exit from the
+    # deferral (it forgives that only while the task is scheduled, not queued): real jobs take minutes.
+    wait_for_text(
+        lambda: airflow.tail("scheduler", lines=1_000_000),
+        "with state success for task instance TaskInstanceKey("
+        f"dag_id='{DAG_ID}', task_id='deferred_cleared', run_id='{run.run_id}', try_number=2",
+        "the scheduler to see try 2's worker exit after deferring",
+    )
     clock.complete_all_jobs()
     run.wait_until("deferred_cleared", "success", try_number=2)
     run.wait_until("polling_killed", "success", try_number=2)
