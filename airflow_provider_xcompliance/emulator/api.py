@@ -9,11 +9,12 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from airflow_provider_xcompliance.emulator.state import ConflictError, EmulatorState, JobRecord
+from airflow_provider_xcompliance.emulator.jobs import JobRecord, foreign_jobs
+from airflow_provider_xcompliance.emulator.state import ConflictError, EmulatorState
 
 CREATE_JOB = "POST /2/compliance/jobs"
 GET_JOB = "GET /2/compliance/jobs/:id"
@@ -37,6 +38,7 @@ JOB_FIELDS = (
 BODY_FIELDS = ("type", "name", "resumable")
 FIELDS_PARAM = "compliance_job.fields"
 MAX_NAME_LENGTH = 64
+_SHOWN_VALUE_CHARS = 80  # a rejected value is echoed, shortened: the body may be anything
 _JOB_ID = re.compile(r"[0-9]{1,19}")
 _JSON = "application/json; charset=utf-8"
 _PROBLEM = "application/problem+json"
@@ -150,12 +152,15 @@ async def _guarded(request: Request, endpoint: str, handler: Handler) -> Respons
     return response
 
 
-def _job_response(job: JobRecord) -> JSONResponse:
-    return JSONResponse({"data": job.to_api()}, media_type=_JSON)
+def _job_response(state: EmulatorState, job: JobRecord) -> JSONResponse:
+    return JSONResponse({"data": job.to_api(state.view)}, media_type=_JSON)
 
 
 async def _read_json_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None when it is larger than ``limit`` (read no further than that)."""
+    """The body, or None when it is larger than ``limit`` (read no further than that).
+
+    Raises ``ClientDisconnect`` when the client left, or stalled (see ``app.BodyTimeout``).
+    """
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -164,10 +169,25 @@ async def _read_json_body(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
+def _strict_json(raw: bytes) -> Any:
+    """RFC 8259 JSON only: ``NaN`` and ``Infinity`` are refused, like any other non-JSON."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(raw, parse_constant=refuse)
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= _SHOWN_VALUE_CHARS else text[:_SHOWN_VALUE_CHARS] + "..."
+
+
 def _validate_create_body(raw: bytes, errors: ParameterErrors) -> dict[str, Any]:
+    """The create body (spec 2.167: an object of ``type``, ``name``, ``resumable``, nothing else)."""
     try:
-        body = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError):
+        body = _strict_json(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError, RecursionError):
         errors.add("body", [], "The request body is not valid JSON")
         return {}
     if not isinstance(body, dict):
@@ -175,27 +195,36 @@ def _validate_create_body(raw: bytes, errors: ParameterErrors) -> dict[str, Any]
         return {}
     for field in body:
         if field not in BODY_FIELDS:
-            errors.add(field, [body[field]], f"The field [{field}] is not one of [{','.join(BODY_FIELDS)}]")
-    if "type" not in body:
+            allowed = ",".join(BODY_FIELDS)
+            errors.add(
+                _shown(field), [_shown(body[field])], f"The field [{_shown(field)}] is not one of [{allowed}]"
+            )
+    kind = body.get("type")
+    if kind is None:
         errors.add("type", [], "The `type` field can not be empty")
-    elif body["type"] not in JOB_TYPES:
+    elif not isinstance(kind, str) or kind not in JOB_TYPES:
         errors.add(
-            "type", [body["type"]], f"The `type` field value [{body['type']}] is not one of [tweets,users]"
+            "type", [_shown(kind)], f"The `type` field value [{_shown(kind)}] is not one of [tweets,users]"
         )
     name = body.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_LENGTH):
         errors.add(
-            "name", [name], f"The `name` field must be a string of at most {MAX_NAME_LENGTH} characters"
+            "name",
+            [_shown(name)],
+            f"The `name` field must be a string of at most {MAX_NAME_LENGTH} characters",
         )
     if not isinstance(body.get("resumable", False), bool):
-        errors.add("resumable", [body["resumable"]], "The `resumable` field must be a boolean")
+        errors.add("resumable", [_shown(body["resumable"])], "The `resumable` field must be a boolean")
     return body
 
 
 async def _create(request: Request, state: EmulatorState) -> Response:
     errors = ParameterErrors()
     errors.check_query(request, (FIELDS_PARAM,))
-    raw = await _read_json_body(request, state.config.max_json_body_bytes)
+    try:
+        raw = await _read_json_body(request, state.config.max_json_body_bytes)
+    except ClientDisconnect:
+        return _about_blank(state, 408, "Request Timeout")
     if raw is None:
         return _about_blank(state, 413, "Payload Too Large")
     body = _validate_create_body(raw, errors)
@@ -217,7 +246,7 @@ async def _create(request: Request, state: EmulatorState) -> Response:
                 "status": state.config.conflict_status,
             },
         )
-    return _job_response(job)
+    return _job_response(state, job)
 
 
 async def _list(request: Request, state: EmulatorState) -> Response:
@@ -232,12 +261,13 @@ async def _list(request: Request, state: EmulatorState) -> Response:
         errors.add("status", [status], _not_one_of("status", status, LIST_STATUSES))
     if errors.errors or job_type is None:
         return invalid_request(state, errors)
-    jobs = state.list_jobs(job_type, status)
-    if not jobs and state.config.empty_list_style == "empty":
+    entries = [job.to_api(state.view) for job in state.list_jobs(job_type, status)]
+    if state.config.foreign_jobs:
+        foreign = foreign_jobs(job_type, state.now())
+        entries += [entry for entry in foreign if status is None or entry["status"] == status]
+    if not entries and state.config.empty_list_style == "empty":
         return JSONResponse({}, media_type=_JSON)
-    return JSONResponse(
-        {"data": [job.to_api() for job in jobs], "meta": {"result_count": len(jobs)}}, media_type=_JSON
-    )
+    return JSONResponse({"data": entries, "meta": {"result_count": len(entries)}}, media_type=_JSON)
 
 
 def _job_or_problem(
@@ -268,7 +298,7 @@ def _job_or_problem(
                 "status": 404,
             },
         )
-    return _job_response(job)
+    return _job_response(state, job)
 
 
 async def _get(request: Request, state: EmulatorState) -> Response:
@@ -276,6 +306,8 @@ async def _get(request: Request, state: EmulatorState) -> Response:
 
 
 async def _cancel(request: Request, state: EmulatorState) -> Response:
+    if state.config.no_cancel_route:  # what a route the API does not have answers
+        return _about_blank(state, 404, "Not Found")
     return _job_or_problem(request, state, state.cancel_job)
 
 

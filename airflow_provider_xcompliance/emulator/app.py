@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_provider_xcompliance.emulator import api, storage
 from airflow_provider_xcompliance.emulator.config import EmulatorConfig
@@ -44,7 +46,43 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.emulator = state
+    app.add_middleware(BodyTimeout, seconds=config.body_timeout_seconds)
     return app
+
+
+class BodyTimeout:
+    """Ends a request whose body stalls for ``seconds``: its handler sees the client gone (and answers
+    408) and the connection closes, so a half-sent request never holds the server open."""
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body_done = stalled = False
+
+        async def receive_in_time() -> Message:
+            nonlocal body_done, stalled
+            if body_done:  # later calls wait for a disconnect while a response streams: no limit
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.seconds)
+            except TimeoutError:
+                stalled = body_done = True
+                return {"type": "http.disconnect"}
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        async def send_closing(message: Message) -> None:
+            if stalled and message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        # The raw receive stays reachable: fault injection closes its connection (storage._drop_connection).
+        await self.app({**scope, storage.RAW_RECEIVE: receive}, receive_in_time, send_closing)
 
 
 async def _state(request: Request) -> JSONResponse:

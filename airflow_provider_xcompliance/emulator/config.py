@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 PROBLEM_HOSTS = ("https://api.twitter.com", "https://api.x.com")
-EMPTY_LIST_STYLES = ("data", "empty")
+EMPTY_LIST_STYLES = ("empty", "data")
 GEO_SCRUB_ACTIONS = ("delete", "scrub_geo")
 RESULT_TIMESTAMPS = ("api", "missing", "odd")
+_OTHER_STATUSES = ("created", "complete", "failed", "expired")
 
 
 def _new_token() -> str:
@@ -60,7 +61,21 @@ class EmulatorConfig:
     )
     problem_host: str = _opt(PROBLEM_HOSTS[0], "host prefix of problem type URIs", PROBLEM_HOSTS)
     empty_list_style: str = _opt(
-        "data", "a list with no jobs answers {data: [], meta: ...} or {}", EMPTY_LIST_STYLES
+        "empty", "a list with no jobs answers {} (as X does) or {data: [], meta: ...}", EMPTY_LIST_STYLES
+    )
+    # Alternatives X's specs and docs show: one flag each, all off by default.
+    no_cancel_route: bool = _opt(
+        False, "DELETE /2/compliance/jobs/{id} answers 404 as an absent route (specs 2.159 and 2.167)"
+    )
+    omit_resumable: bool = _opt(False, "job objects have no resumable field (spec 2.159's job schema)")
+    omit_expires_at: bool = _opt(
+        False, "job objects have no upload_expires_at/download_expires_at (the docs' quickstart answer)"
+    )
+    in_progress_status: str = _opt(
+        "in_progress", "status name an in-progress job reports (e.g. processing, which clients do not know)"
+    )
+    foreign_jobs: bool = _opt(
+        False, "listings also show jobs of other apps, with a status or a type clients do not know"
     )
     crlf: bool = _opt(False, "write result lines with \\r\\n endings")
     geo_scrub_action: str = _opt(
@@ -88,6 +103,9 @@ class EmulatorConfig:
     max_upload_bytes: int | None = _opt(None, "uploads larger than this get 413")
     max_upload_ids: int | None = _opt(None, "a job whose upload has more valid IDs fails with a size error")
     max_json_body_bytes: int = _opt(64 * 1024, "create-job bodies larger than this get 413")
+    body_timeout_seconds: float = _opt(
+        30.0, "a request body that stalls this long is answered 408 and its connection closed"
+    )
 
     # Fault injection.
     fail_every_nth_request: int = _opt(0, "every Nth API request answers 503 (0: never)")
@@ -117,5 +135,9 @@ class EmulatorConfig:
             raise ValueError("token must not be empty")
         if self.rate_limit_count < 1 or self.rate_limit_window_seconds <= 0:
             raise ValueError("rate limits need a positive count and window")
+        if not self.in_progress_status or self.in_progress_status in _OTHER_STATUSES:
+            raise ValueError(f"in_progress_status must name no other status, not {self.in_progress_status!r}")
+        if self.body_timeout_seconds <= 0:
+            raise ValueError("body_timeout_seconds must be positive")
         if self.unfinished_jobs_per_type < 1:
             raise ValueError("unfinished_jobs_per_type must be at least 1")

@@ -16,20 +16,20 @@ import shutil
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from airflow_provider_xcompliance.emulator import results
 from airflow_provider_xcompliance.emulator.config import EmulatorConfig
+from airflow_provider_xcompliance.emulator.jobs import JobRecord, Status, UploadSession, WireView, snowflake
 from airflow_provider_xcompliance.emulator.signing import UrlSigner
-from airflow_provider_xcompliance.models import JobStatus, format_api_time
+
+__all__ = ["ConflictError", "EmulatorState", "JobRecord", "RateLimitStatus", "UploadSession"]
 
 log = logging.getLogger(__name__)
 
 BUCKETS = {"tweets": "twttr-tweet-compliance", "users": "twttr-user-compliance"}
 _APP_ID = "1202726487847104512"  # the fixed app part of object names, as in the real URLs
-_TWITTER_EPOCH_MS = 1288834974657
 UPLOAD_FILE = "submission.txt"
 RESULTS_FILE = "results.jsonl"
 GROUND_TRUTH_FILE = "ground_truth.jsonl"
@@ -37,86 +37,6 @@ GROUND_TRUTH_FILE = "ground_truth.jsonl"
 
 class ConflictError(Exception):
     """Another unfinished job of the same type holds the slot."""
-
-
-@dataclasses.dataclass
-class UploadSession:
-    """A resumable upload in progress (the GCS ``upload_id``)."""
-
-    upload_id: str
-    path: Path
-    size: int = 0
-    complete: bool = False
-
-
-@dataclasses.dataclass
-class JobRecord:
-    id: str
-    type: str
-    name: str | None
-    resumable: bool
-    created_at: float  # whole epoch seconds, like the API's ``.000Z`` times
-    upload_expires_at: float
-    download_expires_at: float
-    upload_url: str = ""
-    download_url: str = ""
-    status: JobStatus = JobStatus.CREATED
-    error: str | None = None
-    processing_due: float | None = None
-    outcome: results.ProcessingOutcome | None = None
-    outcome_error: str | None = None  # decided by processing, applied when the job finishes
-    upload_started: bool = False
-    upload_attempts: int = 0
-    uploads_completed: int = 0
-    upload_bytes: int = 0
-    upload_dropped: bool = False
-    download_attempts: int = 0
-    download_dropped: bool = False
-    sessions: dict[str, UploadSession] = dataclasses.field(default_factory=dict)
-    files_removed: bool = False
-
-    def to_api(self) -> dict[str, Any]:
-        """The job as the API returns it: ``name`` only when given, ``error`` only when failed with one."""
-        data: dict[str, Any] = {"id": self.id, "type": self.type}
-        if self.name is not None:
-            data["name"] = self.name
-        data |= {
-            "resumable": self.resumable,
-            "status": self.status.value,
-            "created_at": _api_time(self.created_at),
-            "upload_url": self.upload_url,
-            "upload_expires_at": _api_time(self.upload_expires_at),
-            "download_url": self.download_url,
-            "download_expires_at": _api_time(self.download_expires_at),
-        }
-        if self.error is not None:
-            data["error"] = self.error
-        return data
-
-    def to_state(self) -> dict[str, Any]:
-        """The job for ``/_emulator/state``: counters for tests, no signed URLs."""
-        outcome = dataclasses.asdict(self.outcome) if self.outcome else {}
-        return {
-            "id": self.id,
-            "type": self.type,
-            "name": self.name,
-            "resumable": self.resumable,
-            "status": self.status.value,
-            "error": self.error,
-            "created_at": _api_time(self.created_at),
-            "upload_attempts": self.upload_attempts,
-            "uploads_completed": self.uploads_completed,
-            "upload_bytes": self.upload_bytes,
-            "uploaded_ids": outcome.get("ids"),
-            "invalid_lines": outcome.get("invalid_lines"),
-            "blank_lines": outcome.get("blank_lines"),
-            "result_count": outcome.get("results"),
-            "download_attempts": self.download_attempts,
-        }
-
-
-def _api_time(epoch: float) -> str:
-    return format_api_time(datetime.fromtimestamp(epoch, tz=timezone.utc))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +62,11 @@ class EmulatorState:
         self.data_dir = data_dir
         self._owns_data_dir = owns_data_dir
         self.signer = UrlSigner()
+        self.view = WireView(
+            resumable=not config.omit_resumable,
+            expires_at=not config.omit_expires_at,
+            in_progress_as=config.in_progress_status,
+        )
         self.source: results.ResultSource = (
             results.GroundTruthSource(config.ground_truth)
             if config.ground_truth
@@ -166,8 +91,7 @@ class EmulatorState:
 
     def _new_job_id(self, now: float) -> str:
         """A snowflake: milliseconds since the Twitter epoch << 22, so ids have 19 digits and grow."""
-        candidate = (int(now * 1000) - _TWITTER_EPOCH_MS) << 22
-        self._last_id = max(candidate, self._last_id + 1)
+        self._last_id = max(snowflake(now), self._last_id + 1)
         return str(self._last_id)
 
     def count_request(self, endpoint: str) -> int:
@@ -257,7 +181,7 @@ class EmulatorState:
             self.refresh()
             job = self.jobs.get(job_id)
             if job is not None and job.status.holds_slot:
-                job.status = JobStatus.FAILED
+                job.status = Status.FAILED
                 self._remove_files(job)
                 log.info("cancelled job %s", job_id)
             return job
@@ -267,21 +191,17 @@ class EmulatorState:
         with self._lock:
             now = self.now()
             for job in self.jobs.values():
-                if (
-                    job.status is JobStatus.CREATED
-                    and not job.upload_started
-                    and now >= job.upload_expires_at
-                ):
-                    job.status = JobStatus.EXPIRED
+                if job.status is Status.CREATED and not job.upload_started and now >= job.upload_expires_at:
+                    job.status = Status.EXPIRED
                     self._remove_files(job)
                 elif (
-                    job.status is JobStatus.IN_PROGRESS
+                    job.status is Status.IN_PROGRESS
                     and job.outcome is not None
                     and job.processing_due is not None
                     and now >= job.processing_due
                 ):
                     self._finish(job)
-                if job.status is JobStatus.COMPLETE and now >= job.download_expires_at:
+                if job.status is Status.COMPLETE and now >= job.download_expires_at:
                     self._remove_files(job)
 
     def _finish(self, job: JobRecord) -> None:
@@ -289,9 +209,9 @@ class EmulatorState:
             self._jobs_failed_by_fault += 1
             job.outcome_error = self.config.fail_jobs_error
         if job.outcome_error is None:
-            job.status = JobStatus.COMPLETE
+            job.status = Status.COMPLETE
         else:
-            job.status, job.error = JobStatus.FAILED, job.outcome_error
+            job.status, job.error = Status.FAILED, job.outcome_error
             self._remove_files(job)
         log.info("job %s is %s", job.id, job.status.value)
 
@@ -319,12 +239,12 @@ class EmulatorState:
         any later one (a client retrying a PUT whose answer it lost) is counted and discarded."""
         with self._lock:
             job.uploads_completed += 1
-            if job.status is not JobStatus.CREATED:
+            if job.status is not Status.CREATED:
                 received.unlink(missing_ok=True)
                 return
             target = self.job_dir(job.id) / UPLOAD_FILE
             received.replace(target)
-            job.status = JobStatus.IN_PROGRESS
+            job.status = Status.IN_PROGRESS
             job.processing_due = self.now() + self.config.processing_seconds
             log.info("job %s received its upload (%d bytes)", job.id, target.stat().st_size)
             self._executor.submit(self._process, job)

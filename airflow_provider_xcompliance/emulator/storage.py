@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from airflow_provider_xcompliance.emulator.jobs import Status
 from airflow_provider_xcompliance.emulator.signing import Verdict
 from airflow_provider_xcompliance.emulator.state import (
     RESULTS_FILE,
@@ -25,11 +26,11 @@ from airflow_provider_xcompliance.emulator.state import (
     JobRecord,
     UploadSession,
 )
-from airflow_provider_xcompliance.models import JobStatus
 
 STORAGE_PATH = "/storage/{bucket}/{job_id}/{kind}/{object_name}"
 UPLOAD_CONTENT_TYPE = "text/plain"
 _CHUNK = 1024 * 1024
+RAW_RECEIVE = "xcompliance.raw_receive"  # scope key of the server's own receive (app.BodyTimeout wraps it)
 _CONTENT_RANGE = re.compile(r"bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -90,7 +91,7 @@ async def _drop_connection(request: Request) -> None:
     uvicorn's ``receive`` is a method of its per-request cycle, which holds the transport; closing it and
     waiting for the disconnect makes the server's later writes no-ops instead of protocol errors.
     """
-    cycle = getattr(request.receive, "__self__", None)
+    cycle = getattr(request.scope.get(RAW_RECEIVE, request.receive), "__self__", None)
     transport = getattr(cycle, "transport", None)
     if transport is None:
         raise RuntimeError("cannot reach the connection to drop it (not running under uvicorn?)")
@@ -317,7 +318,7 @@ async def download(request: Request) -> Response:
         return _expired_token()
     job = authorized.job
     path = state.job_dir(job.id) / RESULTS_FILE
-    if job.status is not JobStatus.COMPLETE or not path.is_file():
+    if job.status is not Status.COMPLETE or not path.is_file():
         return _no_such_key()
     size = path.stat().st_size
     wanted = _parse_range(request.headers.get("range"), size)

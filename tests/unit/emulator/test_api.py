@@ -67,15 +67,15 @@ def test_list_filters_by_status(client: httpx.Client) -> None:
     assert [job["id"] for job in body["data"]] == [cancelled["id"]]
 
 
-def test_list_without_jobs_has_empty_data_by_default(client: httpx.Client) -> None:
-    assert client.get(JOBS, params={"type": "users"}).json() == {"data": [], "meta": {"result_count": 0}}
+def test_list_without_jobs_answers_an_empty_object_as_x_does(client: httpx.Client) -> None:
+    assert client.get(JOBS, params={"type": "users"}).json() == {}
 
 
-def test_list_without_jobs_can_answer_an_empty_object() -> None:
-    with run_emulator(config(empty_list_style="empty")) as emu:
+def test_list_without_jobs_can_answer_empty_data() -> None:
+    with run_emulator(config(empty_list_style="data")) as emu:
         response = httpx.get(f"{emu.base_url}{JOBS}?type=users", headers={"Authorization": f"Bearer {TOKEN}"})
 
-    assert response.json() == {}
+    assert response.json() == {"data": [], "meta": {"result_count": 0}}
 
 
 @pytest.mark.parametrize(
