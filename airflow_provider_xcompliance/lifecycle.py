@@ -42,8 +42,8 @@ def reattach_step(job: Job | None, now: datetime, upload_margin: float = UPLOAD_
         return Step.CREATE
     if job.status is JobStatus.COMPLETE:
         return Step.CREATE if job.download_expired(now) else Step.DOWNLOAD
-    if job.status is JobStatus.IN_PROGRESS:
-        return Step.WAIT
+    if job.status is JobStatus.IN_PROGRESS or not job.status.is_known:
+        return Step.WAIT  # a status X names but we do not know is unfinished: wait, bounded by the deadline
     if job.status is JobStatus.CREATED and not job.upload_expired(now, upload_margin):
         return Step.UPLOAD
     return Step.CREATE  # failed, expired, or created with an upload window about to close
@@ -68,18 +68,13 @@ def defer_timeout(deadline: float | None, now: float) -> timedelta | None:
     return timedelta(seconds=max(deadline - now, 0.0) + DEFER_BACKSTOP_SECONDS)
 
 
-def slot_holder(jobs: Iterable[Job], job_type: JobType, now: datetime) -> Job | None:
-    """The job occupying the type's single slot: in progress first, else a created one still uploadable."""
-    holding = [
-        job
-        for job in jobs
-        if job.type is job_type
-        and (
-            job.status is JobStatus.IN_PROGRESS
-            or (job.status is JobStatus.CREATED and not job.upload_expired(now))
-        )
-    ]
-    return min(holding, key=lambda job: (job.status is not JobStatus.IN_PROGRESS, -int(job.id)), default=None)
+def slot_holder(jobs: Iterable[Job], job_type: JobType) -> Job | None:
+    """The job most likely to occupy the type's single slot: in progress first, then one in a status we do
+    not know, then a created one (it holds the slot until X expires it, upload window closed or not:
+    without a cancel it is what a replacement must wait for); the newest of each."""
+    rank = {JobStatus.IN_PROGRESS: 0, JobStatus.CREATED: 2}
+    holding = [job for job in jobs if job.type is job_type and job.status.holds_slot]
+    return min(holding, key=lambda job: (rank.get(job.status, 1), -int(job.id)), default=None)
 
 
 def newest_by_name(jobs: Iterable[Job]) -> dict[str, Job]:

@@ -98,14 +98,35 @@ def _reset_at(headers: Mapping[str, str]) -> datetime | None:
 
 def error_from_response(status: int, headers: Mapping[str, str], body: bytes | str | None) -> XApiError:
     """Build the provider exception for an API error answer (never from request data, so no secrets)."""
-    problem = _problem(body)
+    return error_from_problem(status, _problem(body), headers)
+
+
+def error_in_body(status: int, body: Mapping[str, Any]) -> XApiError | None:
+    """The error a success answer carries instead of ``data`` (spec: create and get may answer
+    ``{"errors": [...]}`` alone), or None when the body has ``data`` or no ``errors``."""
+    if body.get("data") is not None or not body.get("errors"):
+        return None
+    return error_from_problem(status, dict(body), {})
+
+
+def _problem_paths(problem: Mapping[str, Any], errors: list[Any]) -> list[str]:
+    """Every problem type path the body carries: its own, then those of its ``errors`` items."""
+    types = [problem.get("type"), *(item.get("type") for item in errors if isinstance(item, dict))]
+    return [path for path in map(problem_path, types) if path is not None]
+
+
+def error_from_problem(status: int, problem: Mapping[str, Any], headers: Mapping[str, str]) -> XApiError:
+    """Classify a problem body: by its type wherever the body carries one, else by the HTTP status."""
     raw_errors = problem.get("errors")
     errors: list[Any] = raw_errors if isinstance(raw_errors, list) else []
     title = problem.get("title") if isinstance(problem.get("title"), str) else None
     detail = problem.get("detail") if isinstance(problem.get("detail"), str) else None
     if detail is None and errors and isinstance(errors[0], dict):
         detail = errors[0].get("message") or errors[0].get("detail")
-    path = problem_path(problem.get("type")) or problem_path(errors[0].get("type") if errors else None)
+        detail = detail if isinstance(detail, str) else None
+    paths = _problem_paths(problem, errors)
+    # The conflict is the one problem a caller must act on: found wherever it is, and a 409 is one too.
+    path = CONFLICT if CONFLICT in paths or status == 409 else (paths[0] if paths else None)
     summary = ": ".join(part for part in (title, detail) if part) or "no problem details in the answer"
     message = f"X API answered HTTP {status}: {summary}"
     fields: dict[str, Any] = {"status": status, "title": title, "detail": detail, "problem_type": path}

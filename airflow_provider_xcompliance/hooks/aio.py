@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import re
 import ssl
 import time
@@ -31,10 +32,18 @@ from airflow_provider_xcompliance.exceptions import (
 from airflow_provider_xcompliance.models import Job
 from airflow_provider_xcompliance.retry import CANCEL_JOB, GET_JOB, CallRetry, RateLimitTracker, RetryPolicy
 
+log = logging.getLogger(__name__)
+
 DEFAULT_BASE_URL = "https://api.x.com"
 DEFAULT_TIMEOUT = 30.0
 JOBS_PATH = "/2/compliance/jobs"
 
+# Every job field is optional in spec 2.167: ask for those the provider relies on. Not ``resumable``, which
+# spec 2.159 does not know (the protocol is read from the upload URL's signature instead).
+JOB_FIELDS = {
+    "compliance_job.fields": "id,type,name,status,created_at,upload_url,upload_expires_at,"
+    "download_url,download_expires_at"
+}
 _JOB_ID = re.compile(r"^[0-9]{1,19}$")
 _Hook = TypeVar("_Hook", bound="XComplianceAsyncHook")
 
@@ -97,11 +106,21 @@ def _check_job_id(job_id: str) -> str:
     return job_id
 
 
-def _job(data: Any) -> Job:
-    """The job in an answer's ``data``. Its signed URLs are masked where they are used (:mod:`transfers`)."""
+def _job(body: dict[str, Any], resumable: bool | None = None) -> Job:
+    """The job in an answer's ``data``. Its signed URLs are masked where they are used (:mod:`transfers`).
+
+    A success answer may carry ``errors`` instead (spec): those are classified like an error answer.
+    ``resumable`` is what the creator asked for, when the answer is to a create.
+    """
+    if (error := problems.error_in_body(200, body)) is not None:
+        raise error
+    data = body.get("data")
     if not isinstance(data, dict):
         raise XApiError("The X API answered without a job object in 'data'")
-    return Job.from_api(data)
+    try:
+        return Job.from_api(data, resumable=resumable)
+    except ValueError as exc:
+        raise XApiError(f"The X API answered with an unreadable job object: {exc}") from None
 
 
 @functools.cache
@@ -141,6 +160,7 @@ class XComplianceAsyncHook(BaseHook):
         self._clock: Callable[[], float] = time.monotonic
         self._now: Callable[[], float] = time.time
         self._async_client_factory: Callable[..., httpx.AsyncClient] = httpx.AsyncClient
+        self._unknown_statuses: set[str] = set()  # status names already logged as unknown
 
     async def _aload_settings(self) -> _Settings:
         if self._settings is None:
@@ -166,6 +186,18 @@ class XComplianceAsyncHook(BaseHook):
             now=self._now,
         )
 
+    def _noted(self, job: Job) -> Job:
+        """Say once per hook (not every poll) that a job reports a status this provider does not know."""
+        if not job.status.is_known and job.status.value not in self._unknown_statuses:
+            self._unknown_statuses.add(job.status.value)
+            log.warning(
+                "Compliance job %s reports status %r, which this provider does not know: it counts as "
+                "unfinished (and as holding its type's slot) until X reports an end",
+                job.id,
+                job.status.value,
+            )
+        return job
+
     # --- async (triggers) ------------------------------------------------------------------------------
 
     async def __aenter__(self: _Hook) -> _Hook:
@@ -189,8 +221,8 @@ class XComplianceAsyncHook(BaseHook):
     async def aget_job(self, job_id: str) -> Job:
         """Async :meth:`get_job`, safe inside a trigger (reads the connection with ``aget_connection``)."""
         _check_job_id(job_id)
-        body = await self._arequest("GET", f"{JOBS_PATH}/{job_id}", GET_JOB)
-        return _job(body.get("data"))
+        body = await self._arequest("GET", f"{JOBS_PATH}/{job_id}", GET_JOB, JOB_FIELDS)
+        return self._noted(_job(body))
 
     async def acancel_job(self, job_id: str) -> Job:
         """Async :meth:`cancel_job` (for a trigger's ``on_kill``)."""
@@ -199,23 +231,30 @@ class XComplianceAsyncHook(BaseHook):
             body = await self._arequest("DELETE", f"{JOBS_PATH}/{job_id}", CANCEL_JOB)
         except XApiError as exc:
             raise _cancel_error(exc, job_id) from exc
-        return _job(body.get("data"))
+        return _job(body)
 
-    async def _arequest(self, method: str, path: str, endpoint: str) -> dict[str, Any]:
+    async def _arequest(
+        self, method: str, path: str, endpoint: str, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         if self._aclient is not None:
-            return await self._arequest_with(self._aclient, method, path, endpoint)
+            return await self._arequest_with(self._aclient, method, path, endpoint, params)
         async with await self._new_async_client() as client:
-            return await self._arequest_with(client, method, path, endpoint)
+            return await self._arequest_with(client, method, path, endpoint, params)
 
     async def _arequest_with(
-        self, client: httpx.AsyncClient, method: str, path: str, endpoint: str
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        path: str,
+        endpoint: str,
+        params: Mapping[str, str] | None,
     ) -> dict[str, Any]:
         call = self._call(method, path, endpoint)
         while True:
             if (wait := call.wait_before_send()) > 0:
                 await self._asleep(wait)
             try:
-                response = await client.request(method, path)
+                response = await client.request(method, path, params=params)
             except httpx.TransportError as exc:
                 call.broke(exc)
             else:

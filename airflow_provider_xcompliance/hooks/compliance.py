@@ -18,9 +18,10 @@ from typing import Any, cast
 
 import requests
 
-from airflow_provider_xcompliance import redaction
+from airflow_provider_xcompliance import problems, redaction
 from airflow_provider_xcompliance.exceptions import JobConflictError, JobTimeoutError, ServerError, XApiError
 from airflow_provider_xcompliance.hooks.aio import (
+    JOB_FIELDS,
     JOBS_PATH,
     XComplianceAsyncHook,
     _api_headers,
@@ -55,6 +56,23 @@ def _check_name(name: str | None) -> str | None:
     if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_LENGTH):
         raise ValueError(f"A job name is a string of at most {MAX_NAME_LENGTH} characters")
     return name
+
+
+def _listed_jobs(body: dict[str, Any]) -> list[Job]:
+    """The jobs of a listing that this provider can use; other entries (other apps' jobs of types it does
+    not know, entries without an id) are skipped, never fatal. ``errors`` without ``data`` is no listing."""
+    if (error := problems.error_in_body(200, body)) is not None:
+        raise error
+    entries = body.get("data")
+    jobs, skipped = [], []
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            jobs.append(Job.from_api(entry))
+        except (ValueError, AttributeError) as exc:
+            skipped.append(str(exc) if isinstance(exc, ValueError) else "an entry that is no object")
+    if skipped:
+        log.info("Skipped %d listed entries that are no usable job: %s", len(skipped), "; ".join(skipped[:3]))
+    return jobs
 
 
 def _may_have_reached_server(failure: Exception) -> bool:
@@ -186,7 +204,9 @@ class XComplianceHook(XComplianceAsyncHook):
             return adopted is not None
 
         try:
-            data = self._request("POST", JOBS_PATH, CREATE_JOB, json_body=body, on_failure=adopt)
+            answer = self._request(
+                "POST", JOBS_PATH, CREATE_JOB, params=JOB_FIELDS, json_body=body, on_failure=adopt
+            )
         except JobConflictError:
             # The earlier attempt may be the job that now holds the slot.
             adopted = self._created_job_named(kind, name) if maybe_created else None
@@ -195,7 +215,7 @@ class XComplianceHook(XComplianceAsyncHook):
         if adopted is not None:
             log.warning("An earlier create attempt reached the API: using its job %s", adopted.id)
             return adopted
-        job = _job(data.get("data"))
+        job = self._noted(_job(answer, resumable))
         log.info("Created compliance job %s (%s, name %r)", job.id, job.type.value, job.name)
         return job
 
@@ -207,14 +227,14 @@ class XComplianceHook(XComplianceAsyncHook):
 
     def get_job(self, job_id: str) -> Job:
         _check_job_id(job_id)
-        return _job(self._request("GET", f"{JOBS_PATH}/{job_id}", GET_JOB).get("data"))
+        return self._noted(_job(self._request("GET", f"{JOBS_PATH}/{job_id}", GET_JOB, params=JOB_FIELDS)))
 
     def list_jobs(self, job_type: JobType | str, status: JobStatus | str | None = None) -> list[Job]:
         """Recent jobs of a type, optionally of one status (``expired`` is not a filter the API accepts)."""
         return self._list(_job_type(job_type), status, None)
 
     def _list(self, kind: JobType, status: JobStatus | str | None, policy: RetryPolicy | None) -> list[Job]:
-        params = {"type": kind.value}
+        params = {"type": kind.value, **JOB_FIELDS}
         if status is not None:
             try:
                 wanted = JobStatus(status)
@@ -225,8 +245,7 @@ class XComplianceHook(XComplianceAsyncHook):
                     f"status must be one of created, in_progress, failed, complete; not {status!r}"
                 )
             params["status"] = cast("JobStatus", wanted).value
-        body = self._request("GET", JOBS_PATH, LIST_JOBS, params=params, policy=policy)
-        return [_job(item) for item in body.get("data") or []]
+        return _listed_jobs(self._request("GET", JOBS_PATH, LIST_JOBS, params=params, policy=policy))
 
     def find_job(self, job_type: JobType | str, name: str) -> Job | None:
         """The newest job of this type with exactly this name, or None."""
@@ -241,7 +260,7 @@ class XComplianceHook(XComplianceAsyncHook):
             body = self._request("DELETE", f"{JOBS_PATH}/{job_id}", CANCEL_JOB)
         except XApiError as exc:
             raise _cancel_error(exc, job_id) from exc
-        job = _job(body.get("data"))
+        job = _job(body)
         log.info("Cancelled compliance job %s: now %s", job.id, job.status.value)
         return job
 

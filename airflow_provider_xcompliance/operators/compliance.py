@@ -287,6 +287,8 @@ class XComplianceCreateJobOperator(BaseOperator):
     def _start_job(self, context: Context, chunk: id_files.IdChunk, name: str) -> Job:
         """Reattach to this chunk's job or create it, and upload its IDs if that is still to do."""
         existing = self.hook.find_job(self.job_type, name)
+        if existing is not None:  # made by an earlier try of this task: with the protocol it asked for
+            existing = existing.as_requested(self.resumable)
         step = lifecycle.reattach_step(existing, datetime.now(timezone.utc))
         if existing is not None and step is Step.CREATE:
             # Replacing a job that still holds the slot can only mean its upload window is closing.
@@ -308,9 +310,7 @@ class XComplianceCreateJobOperator(BaseOperator):
             try:
                 job = self.hook.create_job(self.job_type, name=name, resumable=self.resumable)
             except JobConflictError:
-                holder = lifecycle.slot_holder(
-                    self.hook.list_jobs(self.job_type), self.job_type, datetime.now(timezone.utc)
-                )
+                holder = lifecycle.slot_holder(self.hook.list_jobs(self.job_type), self.job_type)
                 if holder is None:
                     conflicts_without_holder += 1
                     if conflicts_without_holder < MAX_INVISIBLE_CONFLICTS:
@@ -385,17 +385,33 @@ class XComplianceCreateJobOperator(BaseOperator):
             cancel_on_kill=cancel_on_kill,
         )
 
-    def _cancel_quietly(self, job_id: str, why: str) -> None:
-        """Best-effort cancel: the task fails or abandons the job anyway, so a failed cancel only logs."""
+    def _cancel_quietly(self, job_id: str, why: str) -> bool:
+        """Best-effort cancel: the task fails or abandons the job anyway, so a failed cancel only logs.
+
+        Returns whether the job was cancelled. Cancel is optional in X's API (absent from most spec
+        versions): without it the job finishes on X's side, or expires by itself 15 minutes after its
+        creation when nothing was uploaded, and a replacement waits for the slot until then.
+        """
         try:
             self.hook.cancel_job(job_id)
-            self.log.info("Cancelled job %s because %s", job_id, why)
         except CancelNotSupportedError:
             self.log.warning(
-                "Job %s cannot be cancelled on this API: it runs until it ends or expires", job_id
+                "Job %s is not cancelled (%s): this X API has no cancel, so it will finish on X's side, "
+                "or expire by itself if nothing was uploaded",
+                job_id,
+                why,
             )
         except Exception as error:
-            self.log.warning("Could not cancel job %s (%s): %s", job_id, why, error)
+            self.log.warning(
+                "Could not cancel job %s (%s): %s. It will finish on X's side or expire by itself",
+                job_id,
+                why,
+                error,
+            )
+        else:
+            self.log.info("Cancelled job %s because %s", job_id, why)
+            return True
+        return False
 
 
 class XComplianceRunJobOperator(XComplianceCreateJobOperator):
@@ -440,8 +456,9 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
         event = lifecycle.checked_event(event)
         self._job_id = job_id = event["job_id"]
         if event["status"] == "timeout":
-            self._cancel_quietly(job_id, _MISSED_DEADLINE)
-            raise JobTimeoutError(f"{event['message']}; the job was cancelled")
+            cancelled = self._cancel_quietly(job_id, _MISSED_DEADLINE)
+            fate = "the job was cancelled" if cancelled else "the job was left to finish on X's side"
+            raise JobTimeoutError(f"{event['message']}; {fate}")
         if event["status"] == "error":
             error = event.get("error")
             ids = self._ids_of(context, job_id) if lifecycle.looks_like_size_error(error) else None

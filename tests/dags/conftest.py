@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,3 +25,10 @@ def api(emulator: Any, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureR
     [value] = emulator.conn_env().values()
     monkeypatch.setenv(f"AIRFLOW_CONN_{request.module.CONN_ID.upper()}", value)
     return emulator
+
+
+@pytest.fixture
+def ids_file(tmp_path: Path) -> Path:
+    path = tmp_path / "ids.txt"
+    path.write_text("".join(f"{1_300_000_000_000_000_000 + n * 7919}\n" for n in range(100)))
+    return path

@@ -7,23 +7,12 @@ dags folder, which ``dag.test()`` requires) and a test module.
 
 from __future__ import annotations
 
-import json
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk import DAG
 
 from airflow_provider_xcompliance.operators.compliance import XComplianceRunJobOperator
-
-IDS_CONF = "{{ dag_run.conf['ids'] }}"
-OUT_CONF = "{{ dag_run.conf['out'] }}"
-# Not x_default: DAG parsing inside dag.test() imports tests/conftest.py, which drops AIRFLOW_CONN_X_DEFAULT.
-CONN_ID = "x_lifecycle"
-FAST = {"poll_interval": 0.2, "retry_delay": timedelta(0), "x_conn_id": CONN_ID}
-# What every DAG here shares: one task reading its IDs and destination from the run's conf.
-RUN_TASK = {"task_id": "run", "ids": IDS_CONF, "destination": OUT_CONF, **FAST}
+from tests.dags.support import CONN_ID, RUN_TASK, by_id, ground_truth, new_dag, results_of, run_dag, tries_of
 
 
 class WorkerCrashError(RuntimeError):
@@ -55,10 +44,6 @@ def context_try() -> int:
     return int(get_current_context()["ti"].try_number)
 
 
-def _dag(dag_id: str) -> DAG:
-    return DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc), catchup=False)
-
-
 MODES = {  # every dimension both ways: type, deferrable, resumable
     "xc_lifecycle_tweets_deferred_resumable": ("tweets", True, True),
     "xc_lifecycle_users_polling_simple": ("users", False, False),
@@ -66,51 +51,23 @@ MODES = {  # every dimension both ways: type, deferrable, resumable
     "xc_lifecycle_users_deferred_simple": ("users", True, False),
 }
 for _dag_id, (_type, _deferrable, _resumable) in MODES.items():
-    with _dag(_dag_id) as _mode_dag:
+    with new_dag(_dag_id) as _mode_dag:
         XComplianceRunJobOperator(job_type=_type, deferrable=_deferrable, resumable=_resumable, **RUN_TASK)
     globals()[_dag_id] = _mode_dag
 
-with _dag("xc_lifecycle_reattach") as reattach_dag:
+with new_dag("xc_lifecycle_reattach") as reattach_dag:
     CrashAfterCreateOperator(job_type="tweets", deferrable=True, retries=1, **RUN_TASK)
 
-with _dag("xc_lifecycle_chunks") as chunks_dag:
+with new_dag("xc_lifecycle_chunks") as chunks_dag:
     CrashBetweenChunksOperator(job_type="tweets", deferrable=True, max_ids_per_job=40, retries=1, **RUN_TASK)
 
-with _dag("xc_lifecycle_wait_for_slot") as slot_dag:
+with new_dag("xc_lifecycle_wait_for_slot") as slot_dag:
     XComplianceRunJobOperator(job_type="users", deferrable=True, **RUN_TASK)
 
 
 # --- tests --------------------------------------------------------------------------------------------------
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~30 s: each dag.test() parses the dags folder
-
-
-@pytest.fixture
-def ids_file(tmp_path: Path) -> Path:
-    path = tmp_path / "ids.txt"
-    path.write_text("".join(f"{1_300_000_000_000_000_000 + n * 7919}\n" for n in range(100)))
-    return path
-
-
-def run_dag(dag: DAG, ids: Path, out: Path) -> Any:
-    return dag.test(run_conf={"ids": str(ids), "out": f"{out}/"})
-
-
-def results_of(out: Path) -> list[dict[str, Any]]:
-    files = sorted(out.glob("*.jsonl"))
-    return [json.loads(line) for path in files for line in path.read_text().splitlines()]
-
-
-def ground_truth(emulator: Any) -> list[dict[str, Any]]:
-    return [record for job in emulator.state()["jobs"] for record in emulator.ground_truth(job["id"])]
-
-
-def tries_of(dag_run: Any) -> int:
-    return int(dag_run.get_task_instance("run").try_number)
-
-
-def by_id(records: list[dict[str, Any]]) -> list[str]:
-    return sorted(record["id"] for record in records)
 
 
 @pytest.mark.parametrize("dag_id", sorted(MODES))

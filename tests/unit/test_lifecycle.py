@@ -49,6 +49,7 @@ def test_lifecycle_imports_no_airflow():
         (JobStatus.CREATED, Step.UPLOAD),
         (JobStatus.FAILED, Step.CREATE),
         (JobStatus.EXPIRED, Step.CREATE),
+        (JobStatus("processing"), Step.WAIT),  # unknown: unfinished, so waited for (bounded by the deadline)
     ],
 )
 def test_reattach_step_per_status(status, step):
@@ -77,18 +78,21 @@ def test_defer_timeout_is_a_backstop_after_the_deadline():
     assert defer_timeout(None, 1000.0) is None
 
 
-def test_slot_holder_prefers_the_running_job():
-    created, running = make_job(JobStatus.CREATED), make_job(JobStatus.IN_PROGRESS)
-    assert slot_holder([created, running, make_job(JobStatus.COMPLETE)], JobType.TWEETS, NOW) == running
+def test_slot_holder_prefers_the_running_job_then_an_unknown_status_then_a_created_one():
+    created, unknown = make_job(JobStatus.CREATED), make_job(JobStatus("processing"))
+    running = make_job(JobStatus.IN_PROGRESS)
+    assert slot_holder([created, unknown, running, make_job(JobStatus.COMPLETE)], JobType.TWEETS) == running
+    assert slot_holder([created, unknown], JobType.TWEETS) == unknown
 
 
-def test_slot_holder_ignores_ended_jobs_other_types_and_lapsed_uploads():
-    jobs = [
-        make_job(JobStatus.COMPLETE),
-        make_job(JobStatus.IN_PROGRESS, job_type=JobType.USERS),
-        make_job(JobStatus.CREATED, upload_expires_at=NOW - timedelta(seconds=1)),
-    ]
-    assert slot_holder(jobs, JobType.TWEETS, NOW) is None
+def test_slot_holder_ignores_ended_jobs_and_other_types():
+    jobs = [make_job(JobStatus.COMPLETE), make_job(JobStatus.IN_PROGRESS, job_type=JobType.USERS)]
+    assert slot_holder(jobs, JobType.TWEETS) is None
+
+
+def test_a_created_job_whose_upload_window_closed_holds_the_slot_until_x_expires_it():
+    lapsed = make_job(JobStatus.CREATED, upload_expires_at=NOW - timedelta(seconds=1))
+    assert slot_holder([lapsed], JobType.TWEETS) == lapsed
 
 
 def test_newest_by_name_keeps_the_newest_job_of_each_name():

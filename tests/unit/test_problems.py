@@ -21,7 +21,12 @@ from airflow_provider_xcompliance.exceptions import (
     UsageCappedError,
     XApiError,
 )
-from airflow_provider_xcompliance.problems import error_from_response, is_transient, transfer_error
+from airflow_provider_xcompliance.problems import (
+    error_from_response,
+    error_in_body,
+    is_transient,
+    transfer_error,
+)
 
 PROBLEM_HEADERS = {"content-type": "application/problem+json"}
 
@@ -158,3 +163,46 @@ def test_too_large_upload_suggests_splitting() -> None:
     error = transfer_error(413, "", direction="upload", job_id="42")
     assert isinstance(error, UploadRejectedError)
     assert "max_ids_per_job" in str(error)
+
+
+def test_a_409_is_a_conflict_without_problem_details() -> None:
+    assert isinstance(error_from_response(409, {}, b""), JobConflictError)
+
+
+def test_conflict_is_found_inside_errors_whatever_comes_first() -> None:
+    body = {
+        "errors": [
+            {"type": "https://api.x.com/2/problems/invalid-request", "message": "first"},
+            {"type": "https://api.x.com/2/problems/conflict", "detail": "already in progress"},
+        ],
+        "title": "Invalid Request",
+        "type": "https://api.twitter.com/2/problems/invalid-request",
+    }
+
+    assert isinstance(error_from_response(400, {}, json.dumps(body)), JobConflictError)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("resource-not-found", NotFoundError),
+        ("conflict", JobConflictError),
+        ("invalid-request", InvalidRequestError),
+        ("client-forbidden", AuthenticationError),
+        ("something-new", XApiError),
+    ],
+)
+def test_a_success_answer_with_errors_and_no_data_is_classified(kind: str, expected: type) -> None:
+    body = {"errors": [{"type": f"https://api.x.com/2/problems/{kind}", "title": "T", "detail": "D"}]}
+
+    error = error_in_body(200, body)
+
+    assert type(error) is expected
+    assert error is not None
+    assert not error.retryable
+    assert "D" in str(error)
+
+
+@pytest.mark.parametrize("body", [{"data": {"id": "1"}, "errors": [{"title": "partial"}]}, {"data": []}, {}])
+def test_a_body_with_data_or_without_errors_carries_no_error(body: dict[str, object]) -> None:
+    assert error_in_body(200, body) is None

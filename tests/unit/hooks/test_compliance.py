@@ -35,7 +35,7 @@ from airflow_provider_xcompliance.exceptions import (
     UsageCappedError,
     XApiError,
 )
-from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
+from airflow_provider_xcompliance.hooks.compliance import JOB_FIELDS, XComplianceHook
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType
 from airflow_provider_xcompliance.retry import GET_JOB, RetryPolicy
 
@@ -200,7 +200,7 @@ def test_ui_relabels_token_and_base_url() -> None:
 
 
 def test_test_connection_succeeds_with_one_authenticated_call(hook: XComplianceHook, mocked) -> None:
-    mocked.get(JOBS, json={"data": [job_data()]}, match=[matchers.query_param_matcher({"type": "tweets"})])
+    mocked.get(JOBS, json={"data": [job_data()]}, match=[matchers.query_param_matcher({"type": "tweets", **JOB_FIELDS})])
     ok, message = hook.test_connection()
     assert ok
     assert "1 recent" in message
@@ -281,7 +281,7 @@ def test_list_jobs_with_a_status_filter(hook: XComplianceHook, mocked) -> None:
     mocked.get(
         JOBS,
         json={"data": [job_data(), job_data(id="2")], "meta": {"result_count": 2}},
-        match=[matchers.query_param_matcher({"type": "users", "status": "in_progress"})],
+        match=[matchers.query_param_matcher({"type": "users", "status": "in_progress", **JOB_FIELDS})],
     )
     assert [job.id for job in hook.list_jobs("users", JobStatus.IN_PROGRESS)] == [JOB_ID, "2"]
 
@@ -667,7 +667,8 @@ async def test_aget_job_reads_the_connection_and_authenticates(clock: FakeClock)
     hook = async_hook(clock, handler)
     job = await hook.aget_job(JOB_ID)
     assert job.status == JobStatus.IN_PROGRESS
-    assert str(seen[0].url) == f"{JOBS}/{JOB_ID}"
+    assert str(seen[0].url.copy_with(query=None)) == f"{JOBS}/{JOB_ID}"
+    assert dict(seen[0].url.params) == JOB_FIELDS  # the fields it relies on, asked for
     assert seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
     limit = hook.rate_limits.get(GET_JOB)
     assert limit is not None

@@ -63,7 +63,7 @@ class FakeHook:
         return self.jobs[job_id]
 
     def create_job(self, job_type: JobType, name: str | None = None, resumable: bool = False) -> Job:
-        if slot_holder(self.jobs.values(), JobType(job_type), datetime.now(timezone.utc)):
+        if slot_holder(self.jobs.values(), JobType(job_type)):
             raise JobConflictError("You cannot create a new job if one is already in progress", status=409)
         fresh = make_job(JobStatus.CREATED, name=name, job_type=JobType(job_type), resumable=resumable)
         now = datetime.now(timezone.utc)
