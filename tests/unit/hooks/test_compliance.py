@@ -200,7 +200,11 @@ def test_ui_relabels_token_and_base_url() -> None:
 
 
 def test_test_connection_succeeds_with_one_authenticated_call(hook: XComplianceHook, mocked) -> None:
-    mocked.get(JOBS, json={"data": [job_data()]}, match=[matchers.query_param_matcher({"type": "tweets", **JOB_FIELDS})])
+    mocked.get(
+        JOBS,
+        json={"data": [job_data()]},
+        match=[matchers.query_param_matcher({"type": "tweets", **JOB_FIELDS})],
+    )
     ok, message = hook.test_connection()
     assert ok
     assert "1 recent" in message
@@ -758,3 +762,80 @@ async def test_async_clients_share_one_tls_context(monkeypatch) -> None:
             pass
     assert isinstance(contexts[0], ssl.SSLContext)
     assert contexts[0] is contexts[1]
+
+
+# --- reading the API tolerantly ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("resource-not-found", NotFoundError), ("conflict", JobConflictError), ("invalid-request", XApiError)],
+)
+def test_get_answered_with_errors_and_no_data_is_classified(
+    hook: XComplianceHook, mocked, kind: str, expected: type
+) -> None:
+    mocked.get(f"{JOBS}/{JOB_ID}", json={"errors": [problem(kind)]})
+    with pytest.raises(expected):
+        hook.get_job(JOB_ID)
+
+
+def test_create_answered_with_a_conflict_inside_errors_is_a_conflict(hook: XComplianceHook, mocked) -> None:
+    mocked.post(JOBS, json={"errors": [problem("invalid-request"), problem("conflict", "https://api.x.com")]})
+    with pytest.raises(JobConflictError):
+        hook.create_job("tweets")
+
+
+def test_create_answered_409_without_problem_details_is_a_conflict(hook: XComplianceHook, mocked) -> None:
+    mocked.post(JOBS, status=409, body=b"")
+    with pytest.raises(JobConflictError):
+        hook.create_job("tweets")
+
+
+def test_an_unreadable_job_object_is_an_api_error_not_a_key_error(hook: XComplianceHook, mocked) -> None:
+    mocked.get(f"{JOBS}/{JOB_ID}", json={"data": {"type": "tweets"}})
+    with pytest.raises(XApiError, match="unreadable job object"):
+        hook.get_job(JOB_ID)
+
+
+def test_create_asked_resumable_uploads_resumable_whatever_the_answer_says(
+    hook: XComplianceHook, mocked
+) -> None:
+    opaque = f"{BASE}/2/compliance/jobs/{JOB_ID}/upload?token=t"  # spec 2.168's token route: no signature
+    answer = {k: v for k, v in job_data(upload_url=opaque).items() if k != "resumable"}
+    mocked.post(JOBS, json={"data": answer})
+    assert hook.create_job("tweets", resumable=True).resumable is True
+
+
+def test_a_listing_skips_entries_it_cannot_use_and_keeps_unknown_statuses(
+    hook: XComplianceHook, mocked, caplog: pytest.LogCaptureFixture
+) -> None:
+    entries = [
+        job_data(id="3", status="processing"),
+        job_data(id="2", type="spaces"),
+        {"type": "tweets", "status": "complete"},
+        "not an object",
+        job_data(id="1", status="complete"),
+    ]
+    mocked.get(JOBS, json={"data": entries, "meta": {"result_count": 5}})
+    with caplog.at_level(logging.INFO):
+        jobs = hook.list_jobs("tweets")
+    assert [(job.id, job.status.value) for job in jobs] == [("3", "processing"), ("1", "complete")]
+    assert "Skipped 3 listed entries" in caplog.text
+
+
+def test_an_empty_object_is_an_empty_listing(hook: XComplianceHook, mocked) -> None:
+    mocked.get(JOBS, json={})
+    assert hook.list_jobs("tweets") == []
+
+
+def test_an_unknown_status_is_polled_on_and_named_once(
+    hook: XComplianceHook, mocked, caplog: pytest.LogCaptureFixture
+) -> None:
+    for status in ("processing", "processing", "processing", "complete"):
+        mocked.get(f"{JOBS}/{JOB_ID}", json={"data": job_data(status)})
+    with caplog.at_level(logging.INFO):
+        assert hook.wait_for_job(JOB_ID, poll_interval=30).status == JobStatus.COMPLETE
+    unknown = [r for r in caplog.records if "does not know" in r.getMessage()]
+    assert len(unknown) == 1
+    assert unknown[0].levelno == logging.WARNING
+    assert "'processing'" in unknown[0].getMessage()

@@ -398,11 +398,40 @@ def test_timeout_event_cancels_the_job_then_fails(hook, ti, ids_file, tmp_path):
     assert hook.cancelled == [job_id]
 
 
-def test_timeout_event_fails_even_when_cancel_is_unsupported(hook, ti, ids_file, tmp_path):
+def test_timeout_event_fails_even_when_cancel_is_unsupported(hook, ti, ids_file, tmp_path, capsys):
     op = defer_run(hook, ti, ids_file, tmp_path / "out")
     hook.cancel_error = CancelNotSupportedError("no DELETE")
-    with pytest.raises(JobTimeoutError):
+    with pytest.raises(JobTimeoutError, match="left to finish on X's side"):
         op.execute_complete(context_of(ti), event=event("timeout", hook.created[0], "in_progress"))
+    logged = capsys.readouterr().out
+    assert "[warning  ] Job" in logged
+    assert "will finish on X's side" in logged
+    assert "[error" not in logged
+
+
+def test_on_kill_without_cancel_logs_that_the_job_finishes_on_its_own(hook, ti, ids_file, tmp_path, capsys):
+    op = run_op(hook, ids_file, tmp_path / "out", deferrable=True)
+    with pytest.raises(TaskDeferred):
+        op.execute(context_of(ti))
+    hook.cancel_error = CancelNotSupportedError("no DELETE")
+    op.on_kill()
+    logged = capsys.readouterr().out
+    assert "has no cancel" in logged
+    assert "[error" not in logged
+
+
+def test_without_cancel_a_lapsed_job_is_waited_out_then_replaced(hook, ti, ids_file):
+    hook.fail_next_upload = ConnectionError("worker died")
+    with pytest.raises(ConnectionError):
+        create_op(hook, ids_file).execute(context_of(ti))
+    stale = hook.created[0]
+    hook._set(stale, upload_expires_at=datetime.now(timezone.utc) + timedelta(seconds=5))
+    hook.cancel_error = CancelNotSupportedError("no DELETE")
+    fresh = create_op(hook, ids_file).execute(context_of(ti))
+    assert fresh != stale
+    assert hook.cancelled == [stale]
+    assert hook.jobs[stale].status is JobStatus.EXPIRED  # the slot came free by itself
+    assert hook.uploads == [(fresh, 10)]
 
 
 def test_failed_job_event_fails_with_the_job_error_text(hook, ti, ids_file, tmp_path):

@@ -41,7 +41,7 @@ def test_poke_is_done_when_the_job_is_complete():
     assert make_sensor(FakeHook(JobStatus.COMPLETE)).poke({}).is_done
 
 
-@pytest.mark.parametrize("status", [JobStatus.CREATED, JobStatus.IN_PROGRESS])
+@pytest.mark.parametrize("status", [JobStatus.CREATED, JobStatus.IN_PROGRESS, JobStatus("processing")])
 def test_poke_keeps_waiting_while_the_job_is_unfinished(status):
     assert not make_sensor(FakeHook(status)).poke({}).is_done
 
@@ -104,6 +104,11 @@ def test_timeout_event_is_a_sensor_timeout():
 def test_error_event_of_an_ended_job_fails_without_retry(job_status):
     with pytest.raises(AirflowFailException, match="job error"):
         make_sensor(FakeHook(JobStatus.FAILED)).execute_complete({}, event("error", job_status))
+
+
+def test_error_event_with_an_unknown_final_status_fails_retryably_not_as_success():
+    with pytest.raises(XComplianceError, match="job error"):
+        make_sensor(FakeHook(JobStatus.IN_PROGRESS)).execute_complete({}, event("error", "archived"))
 
 
 def test_error_event_from_polling_fails_retryably():

@@ -170,6 +170,19 @@ async def test_deadline_fires_timeout_event_with_last_status(monkeypatch):
     assert clock.now == START + 70
 
 
+async def test_an_unknown_status_is_waited_on_until_the_deadline(monkeypatch):
+    clock = FakeClock()
+    hook = FakeHook([job(JobStatus("processing"))] * 10)
+    [event] = await events_of(make_trigger(hook, clock, monkeypatch, deadline=START + 70))
+    assert (event["status"], event["job_status"]) == ("timeout", "processing")
+
+
+async def test_an_unknown_status_then_complete_is_a_success(monkeypatch):
+    hook = FakeHook([job(JobStatus("processing")), job(JobStatus("processing")), job(JobStatus.COMPLETE)])
+    [event] = await events_of(make_trigger(hook, FakeClock(), monkeypatch))
+    assert (event["status"], event["polls"]) == ("success", 3)
+
+
 async def test_last_sleep_stops_at_the_deadline(monkeypatch):
     clock = FakeClock()
     hook = FakeHook([job(JobStatus.IN_PROGRESS)] * 10)
