@@ -36,7 +36,7 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceError,
 )
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
-from airflow_provider_xcompliance.lifecycle import UPLOAD_MARGIN_SECONDS, ChunkRecord, Step
+from airflow_provider_xcompliance.lifecycle import ChunkRecord, Step
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType
 from airflow_provider_xcompliance.naming import job_name
 from airflow_provider_xcompliance.plan import StoredPlan
@@ -351,7 +351,9 @@ class XComplianceCreateJobOperator(BaseOperator):
             ) from error
 
     def _upload(self, context: Context, job: Job, chunk: id_files.IdChunk, name: str) -> Job:
-        if job.upload_expired(datetime.now(timezone.utc), UPLOAD_MARGIN_SECONDS):
+        # Only a closed window: a reattached job was held to the margin already, and holding a fresh one to
+        # it would replace job after job where the API's window is shorter than the margin.
+        if job.upload_expired(datetime.now(timezone.utc)):
             job = self._replace(context, job, name, "its upload window has closed")
         try:
             self.hook.upload_ids(job, chunk.path)

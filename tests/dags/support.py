@@ -9,6 +9,8 @@ from typing import Any
 
 from airflow.sdk import DAG
 
+from airflow_provider_xcompliance.operators.compliance import XComplianceRunJobOperator
+
 IDS_CONF = "{{ dag_run.conf['ids'] }}"
 OUT_CONF = "{{ dag_run.conf['out'] }}"
 # Not x_default: DAG parsing inside dag.test() imports tests/conftest.py, which drops AIRFLOW_CONN_X_DEFAULT.
@@ -31,8 +33,10 @@ def results_of(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for path in files for line in path.read_text().splitlines()]
 
 
-def ground_truth(emulator: Any) -> list[dict[str, Any]]:
-    return [record for job in emulator.state()["jobs"] for record in emulator.ground_truth(job["id"])]
+def ground_truth(emulator: Any, skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The result records of every job the emulator ran, but those of the ``skip`` job ids."""
+    jobs = [job["id"] for job in emulator.state()["jobs"] if job["id"] not in skip]
+    return [record for job_id in jobs for record in emulator.ground_truth(job_id)]
 
 
 def tries_of(dag_run: Any) -> int:
@@ -41,3 +45,22 @@ def tries_of(dag_run: Any) -> int:
 
 def by_id(records: list[dict[str, Any]]) -> list[str]:
     return sorted(record["id"] for record in records)
+
+
+class WorkerCrashError(RuntimeError):
+    """Stands for a worker dying mid-task (no on_kill runs, nothing is cleaned up)."""
+
+
+class CrashAfterCreateOperator(XComplianceRunJobOperator):
+    """Dies right after its first try created the job, before uploading anything."""
+
+    def _track(self, context: Any, job: Any) -> None:
+        super()._track(context, job)
+        if context_try() == 1:
+            raise WorkerCrashError(f"worker died after creating job {job.id}")
+
+
+def context_try() -> int:
+    from airflow.sdk import get_current_context
+
+    return int(get_current_context()["ti"].try_number)

@@ -12,7 +12,17 @@ from typing import Any
 import pytest
 
 from airflow_provider_xcompliance.operators.compliance import XComplianceRunJobOperator
-from tests.dags.support import CONN_ID, RUN_TASK, by_id, ground_truth, new_dag, results_of, run_dag
+from tests.dags.support import (
+    CONN_ID,
+    RUN_TASK,
+    CrashAfterCreateOperator,
+    by_id,
+    ground_truth,
+    new_dag,
+    results_of,
+    run_dag,
+    tries_of,
+)
 
 # dag id -> (deferrable, resumable, chunked): a mode per DAG, so each flag runs in the modes it stresses.
 MODES = {
@@ -35,6 +45,9 @@ for _dag_id, (_deferrable, _resumable, _chunked) in MODES.items():
 with new_dag("xc_api_users_deferred") as users_dag:
     XComplianceRunJobOperator(job_type="users", deferrable=True, **RUN_TASK)
 
+with new_dag("xc_api_reattach") as reattach_dag:
+    CrashAfterCreateOperator(job_type="tweets", deferrable=True, retries=1, **RUN_TASK)
+
 with new_dag("xc_api_deadline") as deadline_dag:
     XComplianceRunJobOperator(job_type="tweets", deferrable=True, timeout=2.0, **RUN_TASK)
 
@@ -44,8 +57,8 @@ with new_dag("xc_api_deadline") as deadline_dag:
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 NO_CANCEL = {"no_cancel_route": True}
-# Upload windows shorter than the operator's 60 s upload margin: every new job is replaced once.
-SHORT_WINDOW = {"upload_window_seconds": 2.0}
+# An upload window shorter than the operator's 60 s margin: a job found on a retry is replaced, not used.
+SHORT_WINDOW = {"upload_window_seconds": 5.0}
 FLAGS = {
     "no-cancel-route": NO_CANCEL,
     "no-resumable-field": {"omit_resumable": True},
@@ -73,12 +86,21 @@ def error_lines(output: Any) -> list[str]:
     ]
 
 
-def assert_green_and_exact(dag_run: Any, api: Any, out: Any, capfd: Any) -> None:
+def crashed_once(capfd: Any) -> Any:
+    """``capfd`` after checking that the only ERROR line so far is the simulated crash of the first try."""
+    errors = error_lines(capfd.readouterr())
+    assert len(errors) == 1
+    assert "Task failed with exception" in errors[0]
+    return capfd
+
+
+def assert_green_and_exact(dag_run: Any, api: Any, out: Any, capfd: Any, outsider: str = "") -> None:
+    """Success, every uploaded job complete, exactly the emulator's results, and no ERROR line."""
     assert dag_run.state == "success"
     jobs = [job for job in api.state()["jobs"] if job["uploads_completed"]]
     assert jobs
     assert all(job["status"] == "complete" for job in jobs)
-    assert by_id(results_of(out)) == by_id(ground_truth(api))
+    assert by_id(results_of(out)) == by_id(ground_truth(api, skip=(outsider,)))
     assert error_lines(capfd.readouterr()) == []
 
 
@@ -91,19 +113,20 @@ def test_run_succeeds_under_each_alternative(airflow_db, api, ids_file, tmp_path
 
 
 @pytest.mark.parametrize(
-    "emulator_config",
-    [SHORT_WINDOW, {**SHORT_WINDOW, **NO_CANCEL}],
+    ("emulator_config", "replaced_status"),
+    [(SHORT_WINDOW, "failed"), ({**SHORT_WINDOW, **NO_CANCEL}, "expired")],  # cancelled, or expired by itself
     ids=["cancel", "no-cancel"],
-    indirect=True,
+    indirect=["emulator_config"],
 )
 def test_job_whose_upload_window_closed_is_replaced_with_or_without_cancel(
-    airflow_db, api, ids_file, tmp_path, capfd
+    airflow_db, api, ids_file, tmp_path, capfd, replaced_status
 ):
-    dag_run = run_dag(globals()["xc_api_deferred_simple"], ids_file, tmp_path / "out")
+    dag_run = run_dag(reattach_dag, ids_file, tmp_path / "out")
 
-    assert_green_and_exact(dag_run, api, tmp_path / "out", capfd)
+    assert_green_and_exact(dag_run, api, tmp_path / "out", crashed_once(capfd))
+    assert tries_of(dag_run) == 2
     replaced, used = api.state()["jobs"]
-    assert replaced["status"] in ("failed", "expired")  # cancelled, or left to expire by itself
+    assert (replaced["status"], replaced["uploads_completed"]) == (replaced_status, 0)
     assert used["uploads_completed"] == 1
 
 
@@ -119,7 +142,7 @@ def test_conflict_answered_as_400_is_waited_out(airflow_db, api, ids_file, tmp_p
 
     dag_run = run_dag(users_dag, ids_file, tmp_path / "out")
 
-    assert_green_and_exact(dag_run, api, tmp_path / "out", capfd)
+    assert_green_and_exact(dag_run, api, tmp_path / "out", capfd, outsider=outsider.id)
     assert api.state()["requests"]["POST /2/compliance/jobs"] >= 3  # the outsider's, a conflict, ours
 
 

@@ -12,20 +12,19 @@ from typing import Any
 import pytest
 
 from airflow_provider_xcompliance.operators.compliance import XComplianceRunJobOperator
-from tests.dags.support import CONN_ID, RUN_TASK, by_id, ground_truth, new_dag, results_of, run_dag, tries_of
-
-
-class WorkerCrashError(RuntimeError):
-    """Stands for a worker dying mid-task (no on_kill runs, nothing is cleaned up)."""
-
-
-class CrashAfterCreateOperator(XComplianceRunJobOperator):
-    """Dies right after its first try created the job, before uploading anything."""
-
-    def _track(self, context: Any, job: Any) -> None:
-        super()._track(context, job)
-        if context_try() == 1:
-            raise WorkerCrashError(f"worker died after creating job {job.id}")
+from tests.dags.support import (
+    CONN_ID,
+    RUN_TASK,
+    CrashAfterCreateOperator,
+    WorkerCrashError,
+    by_id,
+    context_try,
+    ground_truth,
+    new_dag,
+    results_of,
+    run_dag,
+    tries_of,
+)
 
 
 class CrashBetweenChunksOperator(XComplianceRunJobOperator):
@@ -36,12 +35,6 @@ class CrashBetweenChunksOperator(XComplianceRunJobOperator):
         if context_try() == 1 and chunk.index == 0:
             raise WorkerCrashError("worker died between chunks")
         return record
-
-
-def context_try() -> int:
-    from airflow.sdk import get_current_context
-
-    return int(get_current_context()["ti"].try_number)
 
 
 MODES = {  # every dimension both ways: type, deferrable, resumable
