@@ -823,6 +823,14 @@ def test_a_listing_skips_entries_it_cannot_use_and_keeps_unknown_statuses(
     assert "Skipped 3 listed entries" in caplog.text
 
 
+def test_a_listing_answered_with_errors_and_no_data_is_an_error_not_an_empty_list(
+    hook: XComplianceHook, mocked
+) -> None:
+    mocked.get(JOBS, json={"errors": [problem("client-forbidden")]})
+    with pytest.raises(AuthenticationError):
+        hook.list_jobs("tweets")
+
+
 def test_an_empty_object_is_an_empty_listing(hook: XComplianceHook, mocked) -> None:
     mocked.get(JOBS, json={})
     assert hook.list_jobs("tweets") == []
