@@ -127,7 +127,7 @@ def test_job_whose_upload_window_closed_is_replaced_with_or_without_cancel(
 
 
 @pytest.mark.parametrize(
-    "emulator_config", [{"conflict_status": 400, "processing_seconds": 1.5}], indirect=True
+    "emulator_config", [{"conflict_status": 400, "processing_seconds": 4.0}], indirect=True
 )
 def test_conflict_answered_as_400_is_waited_out(airflow_db, api, ids_file, tmp_path, capfd):
     from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
