@@ -7,6 +7,8 @@ file and a test module, like ``test_lifecycle_dags.py``.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -126,8 +128,42 @@ def test_job_whose_upload_window_closed_is_replaced_with_or_without_cancel(
     assert used["uploads_completed"] == 1
 
 
+class MovableClock:
+    """Wall time plus an offset the test moves: the outsider's job ends when the test says, not by luck."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+OUTSIDER_CLOCK = MovableClock()
+
+
+def move_time_past_each_job(api: Any) -> threading.Thread:
+    """Jobs here process for half an hour of emulator time: move time on once the DAG's create was refused
+    (the outsider then ends), and again once the DAG's own job is processing (so it ends too)."""
+
+    def waited_for(condition: Any) -> None:
+        deadline = time.monotonic() + 120
+        while not condition(api.state()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        OUTSIDER_CLOCK.offset += 3600
+
+    def watch() -> None:
+        waited_for(lambda state: state["requests"].get("POST /2/compliance/jobs", 0) >= 2)
+        waited_for(lambda state: [job["status"] for job in state["jobs"]][1:] == ["in_progress"])
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
 @pytest.mark.parametrize(
-    "emulator_config", [{"conflict_status": 400, "processing_seconds": 4.0}], indirect=True
+    "emulator_config",
+    [{"conflict_status": 400, "processing_seconds": 1800.0, "clock": OUTSIDER_CLOCK}],
+    indirect=True,
 )
 def test_conflict_answered_as_400_is_waited_out(airflow_db, api, ids_file, tmp_path, capfd):
     from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
@@ -135,11 +171,13 @@ def test_conflict_answered_as_400_is_waited_out(airflow_db, api, ids_file, tmp_p
     hook = XComplianceHook(CONN_ID)
     outsider = hook.create_job("users", name="started-by-hand")
     hook.upload_ids(outsider, ids_file)
+    watcher = move_time_past_each_job(api)
 
     dag_run = run_dag(users_dag, ids_file, tmp_path / "out")
 
+    watcher.join()
     assert_green_and_exact(dag_run, api, tmp_path / "out", capfd, outsider=outsider.id)
-    assert api.state()["requests"]["POST /2/compliance/jobs"] >= 3  # the outsider's, a conflict, ours
+    assert api.state()["requests"]["POST /2/compliance/jobs"] == 3  # the outsider's, a 400 conflict, ours
 
 
 @pytest.mark.parametrize("emulator_config", [{**NO_CANCEL, "processing_seconds": 60.0}], indirect=True)
