@@ -21,15 +21,8 @@ from airflow_provider_xcompliance.actions import effective_action
 from airflow_provider_xcompliance.operators.compliance import XComplianceRunJobOperator
 from airflow_provider_xcompliance.operators.report import XComplianceResultsToParquetOperator
 from tests.conftest import record_calls
-from tests.dags.test_lifecycle_dags import (
-    CONN_ID,
-    CrashBetweenChunksOperator,
-    _dag,
-    by_id,
-    context_try,
-    ground_truth,
-    tries_of,
-)
+from tests.dags.support import CONN_ID, by_id, context_try, ground_truth, new_dag, tries_of
+from tests.dags.test_lifecycle_dags import CrashBetweenChunksOperator
 
 LAKE = "{{ dag_run.conf['lake'] }}"
 S3_TASK = {
@@ -64,7 +57,7 @@ class SourceRewrittenOperator(NewWorkerPerTryOperator):
         return super()._download(prepared, chunk, name, job)
 
 
-with _dag("xc_s3_pipeline") as pipeline_dag:
+with new_dag("xc_s3_pipeline") as pipeline_dag:
 
     @task
     def export_ids(lake: str, count: int) -> str:
@@ -84,13 +77,13 @@ with _dag("xc_s3_pipeline") as pipeline_dag:
         task_id="to_parquet", results=check.output, destination=f"{LAKE}/tables", job_type="tweets"
     )
 
-with _dag("xc_s3_run") as run_dag:
+with new_dag("xc_s3_run") as run_dag:
     XComplianceRunJobOperator(task_id="run", **S3_TASK)
 
-with _dag("xc_s3_worker_dies") as worker_dies_dag:
+with new_dag("xc_s3_worker_dies") as worker_dies_dag:
     NewWorkerPerTryOperator(task_id="run", retries=1, **S3_TASK)
 
-with _dag("xc_s3_source_changes") as source_changes_dag:
+with new_dag("xc_s3_source_changes") as source_changes_dag:
     SourceRewrittenOperator(task_id="run", retries=1, **S3_TASK)
 
 
