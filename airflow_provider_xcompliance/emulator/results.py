@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from airflow_provider_xcompliance.concurrency import WORKERS, in_order
 from airflow_provider_xcompliance.emulator.config import GEO_SCRUB_ACTIONS
+from airflow_provider_xcompliance.results.schema import API_LINE_CLOSE, api_key_texts
 
 Record = dict[str, Any]
 
@@ -42,7 +43,7 @@ _PRE_SNOWFLAKE_MS = (
 )
 _DAY_MS = 86_400_000
 _MAX_DIGITS = 19
-_BLOCK_BYTES = 8 * 1024 * 1024  # measured: 4 to 16 MiB run fastest; 64 MiB falls out of the CPU caches
+_BLOCK_BYTES = 8 * 1024 * 1024  # small enough to stay in the CPU caches (bench/README.md)
 # Weighted reasons per job type. X's documentation shows geo scrubs as action "delete", reason "scrub_geo":
 # the default; ``geo_scrub_action="scrub_geo"`` writes the action some other sources write.
 _REASONS: dict[str, tuple[tuple[str, int], ...]] = {
@@ -90,13 +91,13 @@ def _booleans(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.bool_(), len(values), [None, _bitmap(values)])
 
 
-def _values(array: pa.Array, dtype: type[np.generic]) -> np.ndarray:
+def _numeric_view(array: pa.Array, dtype: type[np.generic]) -> np.ndarray:
     """The values of a numeric Arrow array without nulls, as a numpy view."""
     size = np.dtype(dtype).itemsize
     return np.frombuffer(array.buffers()[1], dtype, len(array), array.offset * size)
 
 
-def _joined(lines: pa.StringArray, ending: pa.StringScalar) -> pa.Buffer:
+def _with_line_ends(lines: pa.StringArray, ending: pa.StringScalar) -> pa.Buffer:
     """All ``lines``, each followed by ``ending``, as one buffer to write."""
     joined = pc.binary_join_element_wise(lines, ending, _EMPTY)  # a new array: offsets start at 0
     end = int(np.frombuffer(joined.buffers()[1], np.int32, 1, len(joined) * 4)[0])
@@ -126,7 +127,7 @@ def _clock_table() -> pa.StringArray:
     return _fixed_strings(rows)
 
 
-# Timestamps are put together from tables by Arrow ``take``s (a tenth of the cost of formatting each):
+# Timestamps are put together from tables by Arrow ``take``s (far cheaper than formatting each):
 # every date the rule can produce (2007 to 2026), every time of day, every ending of the three forms.
 _FIRST_DAY = _PRE_SNOWFLAKE_MS[0] // _DAY_MS
 _DATES = _fixed_strings(
@@ -159,14 +160,17 @@ def _splitmix(values: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
+_KEYS = api_key_texts()  # the API's line layout, as the converter's fast path expects it
+
+
 class _RuleTable:
     """One job type's reasons, and the constant parts of its lines between the variable ones."""
 
     def __init__(self, reasons: tuple[tuple[str, int], ...], geo_action: str) -> None:
         self.bounds = np.cumsum([weight for _, weight in reasons])
         actions = [geo_action if reason == "scrub_geo" else "delete" for reason, _ in reasons]
-        self.after_id = _strings([f'","action":"{a}","created_at":"'.encode() for a in actions])
-        self.tail = _strings([f'","reason":"{reason}"}}'.encode() for reason, _ in reasons])
+        self.after_id = _strings([_KEYS["action"] + a.encode() + _KEYS["created_at"] for a in actions])
+        self.tail = _strings([_KEYS["reason"] + reason.encode() + API_LINE_CLOSE for reason, _ in reasons])
 
 
 _RULE_TABLES = {
@@ -174,8 +178,8 @@ _RULE_TABLES = {
     for job_type, reasons in _REASONS.items()
     for geo_action in GEO_SCRUB_ACTIONS
 }
-_ID_OPEN = _strings([b'{"id":"'])[0]
-_REDACTED_OPEN = _strings([b'","redacted_at":"'])
+_ID_OPEN = _strings([_KEYS["id"]])[0]
+_REDACTED_OPEN = _strings([_KEYS["redacted_at"]])
 
 
 def _is_flagged(ids: np.ndarray) -> np.ndarray:
@@ -349,7 +353,7 @@ def _parse_plain_block(block: memoryview) -> tuple[np.ndarray, int, int] | None:
         offsets = np.concatenate(([0], offsets[1:][lengths > 0]))
     packed = _uint8s(data).filter(_booleans(digit))  # Arrow filters bytes 3x faster than numpy
     ids = _string_array(packed.buffers()[1], offsets).cast(pa.uint64())
-    return _values(ids, np.uint64), int(blank), len(lengths)
+    return _numeric_view(ids, np.uint64), int(blank), len(lengths)
 
 
 def _parse_any_block(block: bytes) -> tuple[np.ndarray, int, int]:
@@ -366,9 +370,9 @@ def _parse_any_block(block: bytes) -> tuple[np.ndarray, int, int]:
         parsed = [value for value in map(parse_id_line, raw_lines) if value is not None]
         blank = sum(not line.strip() for line in raw_lines)
         return np.array(parsed, dtype=np.uint64), blank, len(raw_lines)
-    blank = int(np.count_nonzero(_values(pc.binary_length(text), np.int32) == 0))
+    blank = int(np.count_nonzero(_numeric_view(pc.binary_length(text), np.int32) == 0))
     valid = text.filter(pc.match_substring_regex(text, r"^[0-9]{1,19}$"))
-    return _values(valid.cast(pa.uint64()), np.uint64), blank, len(ends)
+    return _numeric_view(valid.cast(pa.uint64()), np.uint64), blank, len(ends)
 
 
 def _line_blocks(path: Path, block_size: int, buffers: int = 1) -> Iterator[memoryview]:
@@ -478,8 +482,8 @@ def odd_timestamps(records: pa.StringArray, style: str) -> pa.StringArray:
 
 def _results(records: pa.StringArray, crlf: bool, timestamps: str = "api") -> _Results:
     records = odd_timestamps(records, timestamps)
-    truth = _joined(records, _LF)
-    return len(records), truth, _joined(records, _CRLF) if crlf else truth
+    truth = _with_line_ends(records, _LF)
+    return len(records), truth, _with_line_ends(records, _CRLF) if crlf else truth
 
 
 def _block_work(

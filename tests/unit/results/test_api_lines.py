@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from airflow_provider_xcompliance import results
-from airflow_provider_xcompliance.api_lines import parse_api_lines
+from airflow_provider_xcompliance.results.api_lines import parse_api_lines
+from airflow_provider_xcompliance.results.general import parse_general
+from airflow_provider_xcompliance.results.read import line_offsets
+from airflow_provider_xcompliance.results.validate import type_rows
 
 
 def api_line(
@@ -23,15 +26,15 @@ def api_line(
 
 
 def offsets_of(block: bytes) -> np.ndarray:
-    return results._line_offsets(np.flatnonzero(np.frombuffer(block, np.uint8) == 10))
+    return line_offsets(block)
 
 
 def general_rows(block: bytes, id_type: results.IdType) -> dict[int, dict]:
     """Line index -> the row the general path makes of it (lines it rejects are absent)."""
     offsets = offsets_of(block)
-    table, row_lines, _, _ = results._parse_general(block, offsets)
-    rows, row_rejects, _ = results._validate(table.combine_chunks(), id_type)
-    kept = np.delete(row_lines, [row for row, _ in row_rejects])
+    general = parse_general(block, offsets)
+    rows, row_rejects, _ = type_rows(general.table.combine_chunks(), id_type)
+    kept = np.delete(general.lines, [row for row, _ in row_rejects])
     return dict(zip(kept.tolist(), rows.to_pylist(), strict=True))
 
 

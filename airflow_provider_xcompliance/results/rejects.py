@@ -40,7 +40,7 @@ def _salvage_action(raw: bytes) -> str:
 def reject_tail(raw: bytes, reason: str) -> tuple[str, bool]:
     """The record of one rejected line after its ``source`` and ``line`` (``,"reason":...}`` and the line
     end), and whether it names an ID: workers build it, the writer prefixes the fields only it knows. Built
-    as text with the C string encoder: rejects can be a few percent of ten million lines."""
+    as text with the C string encoder: a file can hold very many rejects."""
     raw = raw.rstrip(b"\r\n")
     found = salvage_id(raw)
     try:

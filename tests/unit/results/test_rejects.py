@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from airflow_provider_xcompliance.rejects import RAW_LIMIT, reject_tail, salvage_id
+from airflow_provider_xcompliance.results.rejects import RAW_LIMIT, reject_tail, salvage_id
 
 
 def record(raw: bytes, reason: str = "malformed_json") -> dict[str, object]:

@@ -13,7 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_provider_xcompliance import api_lines, results
+from airflow_provider_xcompliance import results
+from airflow_provider_xcompliance.results import api_lines
+from airflow_provider_xcompliance.results import block as results_block
+from airflow_provider_xcompliance.results import dedupe as results_dedupe
+from airflow_provider_xcompliance.results import read as results_read
+from airflow_provider_xcompliance.results import write as results_write
 from airflow_provider_xcompliance.exceptions import ResultsRejectedError
 from airflow_provider_xcompliance.results import (
     REJECTS_FILE,
@@ -240,8 +245,8 @@ def test_rejected_raw_lines_are_truncated(tmp_path: Path) -> None:
 
 
 def test_line_numbers_stay_exact_across_blocks_and_buckets(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(results, "_BLOCK_BYTES", 4096)
-    monkeypatch.setattr(results, "_BUCKET_BYTES", 16384)
+    monkeypatch.setattr(results_read, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(results_dedupe, "BUCKET_BYTES", 16384)
     lines = [line(id=str(1000 + i)) for i in range(2000)]
     bad_at = [7, 500, 501, 1999]
     for number in bad_at:
@@ -399,7 +404,7 @@ def test_failed_conversion_leaves_the_previous_output_and_no_staging(tmp_path: P
     def explode(*args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(results, "_commit", explode)
+    monkeypatch.setattr(results_write, "commit", explode)
     with pytest.raises(OSError, match="disk full"):
         convert(tmp_path, line(id="2"))
 
@@ -455,9 +460,9 @@ def test_mapped_and_read_blocks_hold_the_same_lines(tmp_path: Path, ending: byte
     path = tmp_path / "results.jsonl"
     path.write_bytes(b"\n".join(lines) + ending)
 
-    mapped = [bytes(block) for block in results._mapped_blocks(path, 4096)]
+    mapped = [bytes(block) for block in results_read.mapped_blocks(path, 4096)]
     with path.open("rb") as stream:
-        read = [bytes(block) for block in results._blocks(stream, 4096)]
+        read = [bytes(block) for block in results_read.read_blocks(stream, 4096)]
 
     assert b"".join(mapped) == b"".join(read) == b"\n".join(lines) + b"\n"
     assert all(block.endswith(b"\n") for block in mapped)
@@ -468,12 +473,12 @@ def test_mapped_and_read_blocks_hold_the_same_lines(tmp_path: Path, ending: byte
 def test_an_empty_file_has_no_blocks(tmp_path: Path) -> None:
     (tmp_path / "empty.jsonl").write_bytes(b"")
 
-    assert list(results._mapped_blocks(tmp_path / "empty.jsonl", 4096)) == []
+    assert list(results_read.mapped_blocks(tmp_path / "empty.jsonl", 4096)) == []
 
 
 def test_duplicates_collapse_across_blocks_and_buckets(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(results, "_BLOCK_BYTES", 4096)
-    monkeypatch.setattr(results, "_BUCKET_BYTES", 16384)
+    monkeypatch.setattr(results_read, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(results_dedupe, "BUCKET_BYTES", 16384)
     reasons = ["deleted", "protected", "suspended", "deactivated"]
     first = [line(id=str(i), reason=reasons[i % 4]) for i in range(1, 1001)]
     again = [line(id=str(i), reason="bounced") for i in range(1, 1001, 3)]
@@ -506,8 +511,8 @@ def test_rejected_lines_keep_their_raw_text_whatever_it_holds(tmp_path: Path) ->
 
 
 def test_duplicates_are_dropped_across_row_groups_of_odd_sizes(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(results, "_BLOCK_BYTES", 1000)  # parts of a few rows: row groups of odd sizes
-    monkeypatch.setattr(results, "_ROW_GROUP_ROWS", 13)
+    monkeypatch.setattr(results_read, "BLOCK_BYTES", 1000)  # parts of a few rows: row groups of odd sizes
+    monkeypatch.setattr(results_write, "ROW_GROUP_ROWS", 13)
     ids = [i % 37 for i in range(200)]  # each id again and again, the first of each at row i
 
     summary = convert(tmp_path, *(line(id=str(i + 1), reason=f"r{n}") for n, i in enumerate(ids)))
@@ -520,7 +525,7 @@ def test_duplicates_are_dropped_across_row_groups_of_odd_sizes(tmp_path: Path, m
 
 
 def test_hash_twins_that_are_not_duplicates_are_kept(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(results, "_TWIN_MULTIPLIER", np.uint64(0))  # every id's hash is a twin of every other
+    monkeypatch.setattr(results_dedupe, "TWIN_MULTIPLIER", np.uint64(0))  # every id's hash is a twin of every other
 
     summary = convert(tmp_path, *(line(id=str(i % 50 + 1), reason=f"r{i}") for i in range(80)))
 
@@ -636,7 +641,7 @@ def test_fast_path_writes_what_the_general_path_writes(tmp_path: Path, monkeypat
     (tmp_path / "fast").mkdir()
     (tmp_path / "general").mkdir()
     fast = convert(tmp_path / "fast", *lines)
-    monkeypatch.setattr(results, "parse_api_lines", lambda block, offsets, id_type: no_fast_rows(id_type))
+    monkeypatch.setattr(results_block, "parse_api_lines", lambda block, offsets, id_type: no_fast_rows(id_type))
     general = convert(tmp_path / "general", *lines)
 
     assert table(tmp_path / "fast").equals(table(tmp_path / "general"))
@@ -679,7 +684,7 @@ def test_a_geo_scrub_goes_to_scrub_geo_whatever_its_action(tmp_path: Path, monke
         line(id="4"),
     ]
     if not fast:
-        monkeypatch.setattr(results, "parse_api_lines", lambda block, offsets, id_type: no_fast_rows(id_type))
+        monkeypatch.setattr(results_block, "parse_api_lines", lambda block, offsets, id_type: no_fast_rows(id_type))
 
     summary = convert(tmp_path, *lines)
 

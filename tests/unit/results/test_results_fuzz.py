@@ -18,7 +18,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_provider_xcompliance import api_lines, results
+from airflow_provider_xcompliance import results
+from airflow_provider_xcompliance.results import api_lines
+from airflow_provider_xcompliance.results import block as results_block
+from airflow_provider_xcompliance.results import read as results_read
 
 TIMESTAMPS = ["2019-10-29T17:02:47.000Z", "2013-03-26T02:46:15+00:00", "2020-07-29T17:02:47.421Z"]
 REASONS = ["deleted", "protected", "scrub_geo", "suspended"]
@@ -106,8 +109,8 @@ def verdicts_of_lines(lines: list[bytes]) -> list[Verdict | None]:
     out: list[Verdict | None] = []
     for line in lines:
         block = line + b"\n"
-        offsets = results._line_offsets(np.flatnonzero(np.frombuffer(block, np.uint8) == 10))
-        parsed = results._convert_block(block, "int64", 1, None, "tweets", "scrub")  # type: ignore[arg-type]
+        offsets = results_read.line_offsets(block)
+        parsed = results_block.convert_block(block, "int64", 1, None, "tweets", "scrub")  # type: ignore[arg-type]
         rows = [row for part in parsed.parts for row in part.table.to_pylist()]
         rejects = [json.loads("{" + tail[1:]) for _, tail in parsed.rejects]
         assert len(rows) + len(rejects) + parsed.blank == 1 == len(offsets) - 1
@@ -167,18 +170,18 @@ def no_fast_rows(block: Any, offsets: Any, id_type: str) -> api_lines.FastRows:
 def streamed_blocks(path: Path) -> Any:
     """Blocks as an object-store source gives them (read, not memory-mapped)."""
     with path.open("rb") as stream:
-        yield from results._blocks(stream, results._BLOCK_BYTES)
+        yield from results_read.read_blocks(stream, results_read.BLOCK_BYTES)
 
 
 @pytest.mark.parametrize("path", ["fast", "general", "streamed"])
 @pytest.mark.parametrize("block_bytes", [64, 700, 12 << 20])
 def test_every_line_keeps_its_own_verdict_in_any_block(tmp_path, monkeypatch, cases, path, block_bytes):
     lines, verdicts = cases
-    monkeypatch.setattr(results, "_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(results_read, "BLOCK_BYTES", block_bytes)
     if path == "general":
-        monkeypatch.setattr(results, "parse_api_lines", no_fast_rows)
+        monkeypatch.setattr(results_block, "parse_api_lines", no_fast_rows)
     if path == "streamed":
-        monkeypatch.setattr(results, "_source_blocks", streamed_blocks)
+        monkeypatch.setattr(results_read, "source_blocks", streamed_blocks)
 
     summary, out = convert_all(tmp_path, lines)
 

@@ -2,10 +2,10 @@
 
 The API writes every line as ``{"id":"…","action":"…","created_at":"…","redacted_at":"…","reason":"…"}``
 (``redacted_at`` optional), keys in that order, no spaces. Reading such lines with a JSON or CSV parser and
-then casting the text costs hundreds of nanoseconds a line. Here the bytes around each field are gathered once
+then casting the text is the converter's largest cost. Here the bytes around each field are gathered once
 per line (a gather costs the same for 8 or 64 bytes), read as 8-byte words and decoded with integer
 operations on eight bytes at a time (SWAR), vectorised over a block with numpy: no scan for quotes, no copy
-of any value, a fraction of the cost. That is most of the converter's speed.
+of any value (bench/README.md has the figures).
 
 A line is taken only when it is provably the JSON the general path would read the same way. Every byte of
 the line is accounted for, left to right: ``{"id":"``, 1-19 digits, ``","action":"``, 1-16 bytes up to the
@@ -26,9 +26,10 @@ from datetime import date
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["Block", "FastRows", "parse_api_lines"]
+from airflow_provider_xcompliance.results.read import Block
+from airflow_provider_xcompliance.results.schema import API_LINE_CLOSE, TIMESTAMP, IdType, api_key_texts, row_schema
 
-Block = bytes | bytearray | memoryview  # whole lines of a result file, read or memory-mapped
+__all__ = ["FastRows", "parse_api_lines"]
 
 _U64 = np.uint64
 _ALL = (1 << 64) - 1
@@ -39,7 +40,6 @@ _MS_PER_DAY = 86_400_000
 _MAX_TEXT = 16  # bytes of an action or reason here (two words)
 _MAX_VALUES = 64  # distinct actions or reasons per block here; lines with more take the general path
 _READ_AHEAD = 64  # no window reaches further past the end of a line that has the shape
-_TIMESTAMP = pa.timestamp("ms", tz="UTC")
 # _HIGH_BYTES[c] keeps a word's c high bytes, the last c in memory (where a right-aligned value is);
 # _LOW_BYTES[c] its c low bytes, the first c in memory (a left-aligned value).
 _HIGH_BYTES = np.array([_ALL ^ ((1 << (8 * (8 - c))) - 1) for c in range(9)], np.uint64)
@@ -50,7 +50,7 @@ _LOW_BYTES = np.array([(1 << (8 * c)) - 1 for c in range(9)], np.uint64)
 class FastRows:
     """Typed rows of the lines the fast path took, and those lines' indexes in the block."""
 
-    table: pa.Table  # id, action, reason, created_at, redacted_at: the converter's row columns
+    table: pa.Table  # in :func:`~.schema.row_schema`
     lines: np.ndarray
 
 
@@ -114,7 +114,7 @@ def _pairs(values: np.ndarray) -> np.ndarray:
     return (values * _U64(10) + (values >> _U64(8))) & _U64(0x00FF00FF00FF00FF)
 
 
-def _lane(values: np.ndarray, byte: int) -> np.ndarray:
+def _byte_at(values: np.ndarray, byte: int) -> np.ndarray:
     return (values >> _U64(8 * byte)) & _U64(0xFF)
 
 
@@ -163,7 +163,7 @@ def _timestamps(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     clock_ok, clock = _matches(words[1], _CLOCK)
     seconds = _digit_values(words[2], _SECONDS_DIGITS)  # a borrow from a non-digit byte only runs upward
     non_digits = _non_digits(words[2])
-    form = _lane(words[2], 3)
+    form = _byte_at(words[2], 3)
     ok = np.zeros(len(form), bool)
     length = np.zeros(len(form), np.int64)
     millis = np.zeros(len(form), np.uint64)
@@ -176,18 +176,18 @@ def _timestamps(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         length += this * size
         if byte == _WITH_MILLIS:  # :ss.fff -> pairs ss, 0f, ff
             fraction = _pairs(seconds >> _U64(8))
-            millis = np.where(this, _lane(fraction, 2) * _U64(100) + _lane(fraction, 4), millis)
+            millis = np.where(this, _byte_at(fraction, 2) * _U64(100) + _byte_at(fraction, 4), millis)
     ok &= date_ok & clock_ok
     # digits at YYYY-MM-, DDThh:mm, :ss: shift each pair onto a byte pair, then read the pairs
     date_pairs = _pairs((date_digits & _U64(0xFFFFFFFF)) | ((date_digits >> _U64(8)) & _U64(0xFFFF00000000)))
     clock = _pairs((clock & _U64(0xFFFF00000000FFFF)) | ((clock >> _U64(8)) & _U64(0xFFFF0000)))
-    year = (_lane(date_pairs, 0) * _U64(100) + _lane(date_pairs, 2)).astype(np.int64)
-    month = _lane(date_pairs, 4).astype(np.int64)
+    year = (_byte_at(date_pairs, 0) * _U64(100) + _byte_at(date_pairs, 2)).astype(np.int64)
+    month = _byte_at(date_pairs, 4).astype(np.int64)
     ok &= (year >= _FIRST_YEAR) & (year < _FIRST_YEAR + _YEARS) & (month >= 1) & (month <= 12)
     months = np.where(ok, (year - _FIRST_YEAR) * 12 + month - 1, 0)
-    day = _lane(clock, 0).astype(np.int64)
-    hour, minute = _lane(clock, 2), _lane(clock, 6)
-    second = _lane(seconds, 1) * _U64(10) + _lane(seconds, 2)
+    day = _byte_at(clock, 0).astype(np.int64)
+    hour, minute = _byte_at(clock, 2), _byte_at(clock, 6)
+    second = _byte_at(seconds, 1) * _U64(10) + _byte_at(seconds, 2)
     ok &= (day >= 1) & (day <= _MONTH_DAYS[months]) & (hour <= 23) & (minute <= 59) & (second <= 59)
     clock_ms = (((hour * _U64(60) + minute) * _U64(60) + second) * _U64(1000) + millis).astype(np.int64)
     return ok, length, (_MONTH_STARTS[months] + day - 1) * _MS_PER_DAY + clock_ms
@@ -200,7 +200,7 @@ def _windows(block: Block, size: int) -> np.ndarray:
 
 def _gather(block: Block, positions: np.ndarray, size: int) -> np.ndarray:
     """The ``size`` bytes at each position as ``size // 8`` rows of words, one column per position: word
-    ``i`` of all values is contiguous, four times faster to compute on than a strided column. Positions are
+    ``i`` of all values is contiguous, much faster to compute on than a strided column. Positions are
     clipped to the block: a line whose window was clipped fails the ``_READ_AHEAD`` check (in a block
     shorter than a window, every line does: all are read again with room around them)."""
     windows = _windows(block, size)
@@ -210,12 +210,11 @@ def _gather(block: Block, positions: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(words.T)
 
 
-_OPEN = b'{"id":"'
-_ACTION = b'","action":"'
-_CREATED = b'","created_at":"'
-_REDACTED = b'","redacted_at":"'
-_REASON = b'","reason":"'
-_CLOSE = b'"}'
+# The API's line, key by key (the windows below are sized for these texts: _CREATED and _REDACTED[1:] are
+# 16 bytes, so a timestamp is word-aligned after them).
+_KEYS = api_key_texts()
+_OPEN, _ACTION, _CREATED, _REDACTED, _REASON = (_KEYS[k] for k in ("id", "action", "created_at", "redacted_at", "reason"))
+_CLOSE = API_LINE_CLOSE
 
 
 def _text(words: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -240,8 +239,8 @@ def _id_and_action(
 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
     """(which lines open as the template does, their ids, their action keys, where each action ends).
 
-    Each field is read in its own function: the windows of a block's lines are tens of MiB, and a window
-    is freed as soon as its field is read.
+    Each field is read in its own function: the windows of a block's lines are large, and a window is
+    freed as soon as its field is read.
     """
     head = _gather(block, starts, 32)  # {"id":" and the id
     ok = _starts_with(head, _OPEN)
@@ -292,7 +291,7 @@ def _reason(block: Block, text_start: np.ndarray) -> tuple[np.ndarray, list[np.n
     return ok & plain, keys, text_start + len(_REASON) - 1 + length
 
 
-def _parse(
+def _read_fields(
     block: Block,
     data: np.ndarray,
     starts: np.ndarray,
@@ -343,7 +342,7 @@ def _dictionary(columns: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, 
 
 def _timestamp_array(millis: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     bitmap = None if valid is None or valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
-    return pa.Array.from_buffers(_TIMESTAMP, len(millis), [bitmap, pa.py_buffer(millis.astype(np.int64))])
+    return pa.Array.from_buffers(TIMESTAMP, len(millis), [bitmap, pa.py_buffer(millis.astype(np.int64))])
 
 
 def _text_dictionary(codes: np.ndarray, values: list[str]) -> pa.DictionaryArray:
@@ -354,7 +353,7 @@ def _text_dictionary(codes: np.ndarray, values: list[str]) -> pa.DictionaryArray
 _EDGE_BEFORE = 24  # bytes before a line that the id's window reads (for a short id)
 
 
-def _parse_lines(
+def _fields_of_lines(
     block: Block, offsets: np.ndarray, id_type: str
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """(which lines have the shape and parse, their columns, which lines lie too near an edge of the block
@@ -363,12 +362,12 @@ def _parse_lines(
     starts = offsets[:-1].astype(np.int64)
     ends = offsets[1:].astype(np.int64) - 1  # the newline, or the \r of a \r\n
     ends -= data[np.maximum(ends - 1, 0)] == ord("\r")
-    ok, columns = _parse(block, data, starts, ends, id_type)
+    ok, columns = _read_fields(block, data, starts, ends, id_type)
     near_edge = (starts < _EDGE_BEFORE) | (ends + _READ_AHEAD > len(block))
     return ok, columns, near_edge
 
 
-def parse_api_lines(block: Block, offsets: np.ndarray, id_type: str) -> FastRows:
+def parse_api_lines(block: Block, offsets: np.ndarray, id_type: IdType) -> FastRows:
     """Rows of the lines of ``block`` (line ``i``: ``offsets[i]`` to ``offsets[i + 1]``, its newline
     included) that have the API's exact shape. Lines not in :attr:`FastRows.lines` are for the general
     path.
@@ -376,7 +375,7 @@ def parse_api_lines(block: Block, offsets: np.ndarray, id_type: str) -> FastRows
     Lines near the block's ends (its first and last, whose windows would reach outside it) are read again
     from a small copy with room around them.
     """
-    ok, columns, near_edge = _parse_lines(block, offsets, id_type)
+    ok, columns, near_edge = _fields_of_lines(block, offsets, id_type)
     lines = np.flatnonzero(ok)
     if lines[-1:].tolist() == [len(lines) - 1]:  # only the last lines failed (the rule: the block's end)
         columns = {name: column[: len(lines)] for name, column in columns.items()}  # views, no copies
@@ -387,7 +386,7 @@ def parse_api_lines(block: Block, offsets: np.ndarray, id_type: str) -> FastRows
         pieces = [bytes(block[offsets[line] : offsets[line + 1]]) for line in retry.tolist()]
         padded = b" " * _EDGE_BEFORE + b"".join(pieces) + b" " * _READ_AHEAD
         padded_offsets = _EDGE_BEFORE + np.concatenate(([0], np.cumsum([len(piece) for piece in pieces])))
-        edge_ok, edge_columns, _ = _parse_lines(padded, padded_offsets, id_type)
+        edge_ok, edge_columns, _ = _fields_of_lines(padded, padded_offsets, id_type)
         lines = np.concatenate((lines, retry[edge_ok]))
         columns = {
             name: np.concatenate((column, edge_columns[name][edge_ok])) for name, column in columns.items()
@@ -399,13 +398,12 @@ def parse_api_lines(block: Block, offsets: np.ndarray, id_type: str) -> FastRows
         lines, action_codes, reason_codes = lines[kept], action_codes[kept], reason_codes[kept]
         columns = {name: column[kept] for name, column in columns.items()}
     ids = columns["id"]
-    table = pa.table(
-        {
-            "id": pa.array(ids.view(np.int64)) if id_type == "int64" else pa.array(ids).cast(pa.string()),
-            "action": _text_dictionary(action_codes, actions),
-            "reason": _text_dictionary(reason_codes, reasons),
-            "created_at": _timestamp_array(columns["created_at"]),
-            "redacted_at": _timestamp_array(columns["redacted_at"], columns["redacted"]),
-        }
-    )
+    typed = {
+        "id": pa.array(ids.view(np.int64)) if id_type == "int64" else pa.array(ids).cast(pa.string()),
+        "action": _text_dictionary(action_codes, actions),
+        "reason": _text_dictionary(reason_codes, reasons),
+        "created_at": _timestamp_array(columns["created_at"]),
+        "redacted_at": _timestamp_array(columns["redacted_at"], columns["redacted"]),
+    }
+    table = pa.table(typed, schema=row_schema(id_type))  # a column missing here fails every conversion
     return FastRows(table, lines)
