@@ -21,8 +21,9 @@ so no engine has to reconcile a partition key that also lives in the file (engin
 dataset readers skip the side files.
 
 Schema (defined once, in :mod:`.schema`): ``id`` int64 (or string), ``action``/``reason``/``job_id``/
-``job_type`` dictionary-encoded strings, ``created_at``/``redacted_at`` ``timestamp[ms, UTC]`` (nullable). Unknown fields are ignored; unknown
-``action`` and ``reason`` values are kept. A missing ``reason`` is kept as null.
+``job_type`` dictionary-encoded strings, ``created_at``/``redacted_at`` ``timestamp[ms, UTC]`` (nullable).
+Unknown fields are ignored; unknown ``action`` and ``reason`` values are kept. A missing ``reason`` is kept
+as null.
 
 Fail closed: a line that is a JSON object with a readable ``id`` and a non-empty string ``action`` is always a
 row. A missing or unreadable timestamp becomes null (``rows_missing_created_at`` and

@@ -27,7 +27,14 @@ import numpy as np
 import pyarrow as pa
 
 from airflow_provider_xcompliance.results.read import Block
-from airflow_provider_xcompliance.results.schema import API_LINE_CLOSE, TIMESTAMP, IdType, api_key_texts, row_schema
+from airflow_provider_xcompliance.results.schema import (
+    API_LINE_CLOSE,
+    API_LINE_KEYS,
+    TIMESTAMP,
+    IdType,
+    api_key_texts,
+    row_schema,
+)
 
 __all__ = ["FastRows", "parse_api_lines"]
 
@@ -213,7 +220,7 @@ def _gather(block: Block, positions: np.ndarray, size: int) -> np.ndarray:
 # The API's line, key by key (the windows below are sized for these texts: _CREATED and _REDACTED[1:] are
 # 16 bytes, so a timestamp is word-aligned after them).
 _KEYS = api_key_texts()
-_OPEN, _ACTION, _CREATED, _REDACTED, _REASON = (_KEYS[k] for k in ("id", "action", "created_at", "redacted_at", "reason"))
+_OPEN, _ACTION, _CREATED, _REDACTED, _REASON = (_KEYS[key] for key in API_LINE_KEYS)
 _CLOSE = API_LINE_CLOSE
 
 

@@ -67,7 +67,7 @@ class _BlockRows:
 
 
 def _parse_block(block: Block, offsets: np.ndarray, id_type: IdType) -> _BlockRows:
-    """Typed rows, rejected lines and counts of a block: the fast path first, the general path for the rest."""
+    """Typed rows, rejected lines and counts of a block: the fast path first, the general one for the rest."""
     count = len(offsets) - 1
     fast = parse_api_lines(block, offsets, id_type)
     if len(fast.lines) == count:
@@ -77,7 +77,9 @@ def _parse_block(block: Block, offsets: np.ndarray, id_type: IdType) -> _BlockRo
     rest_lines = np.flatnonzero(rest)
     rest_data, rest_offsets = selected_lines(lines_array(block, offsets).filter(pa.array(rest)))
     general = parse_general(rest_data.to_pybytes(), rest_offsets)
-    rows, row_rejects, notes = type_rows(general.table.combine_chunks(memory_pool=WORKER_MEMORY_POOL), id_type)
+    rows, row_rejects, notes = type_rows(
+        general.table.combine_chunks(memory_pool=WORKER_MEMORY_POOL), id_type
+    )
     row_lines = rest_lines[np.delete(general.lines, [row for row, _ in row_rejects])]
     rejects = [(int(rest_lines[i]), reason) for i, reason in general.rejects]
     rejects += [(int(rest_lines[general.lines[row]]), reason) for row, reason in row_rejects]

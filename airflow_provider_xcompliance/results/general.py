@@ -1,8 +1,9 @@
 """The general path: lines in any shape, read by pyarrow's JSON reader, and line by line through Python
 when the reader refuses a block.
 
-Returns the five line fields as strings (typing them is :mod:`.validate`'s job). A line that is not one JSON object
-with a readable id and action field becomes a reject reason here; its verdict depends on its bytes alone.
+Returns the line fields as strings (typing them is :mod:`.validate`'s job). A line that is not one JSON
+object with a readable id and action field becomes a reject reason here; its verdict depends on its bytes
+alone.
 """
 
 from __future__ import annotations

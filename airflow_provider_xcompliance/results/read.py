@@ -11,10 +11,19 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from airflow_provider_xcompliance.paths import OpenablePath, PathInput, as_path
+from airflow_provider_xcompliance.paths import OpenablePath, as_path
 from airflow_provider_xcompliance.redaction import redact_url
 
-__all__ = ["BLOCK_BYTES", "Block", "Source", "is_local", "line_offsets", "size_of", "source_blocks", "sources"]
+__all__ = [
+    "BLOCK_BYTES",
+    "Block",
+    "Source",
+    "is_local",
+    "line_offsets",
+    "size_of",
+    "source_blocks",
+    "sources",
+]
 
 Block = bytes | bytearray | memoryview  # whole lines of a result file, read or memory-mapped
 

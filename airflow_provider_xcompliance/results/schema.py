@@ -32,7 +32,8 @@ IdType = Literal["int64", "string"]
 FieldKind = Literal["id", "text", "timestamp", "per_source"]
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
-TEXT = pa.dictionary(pa.int32(), pa.string())  # few distinct values a column: a dictionary is smaller and faster
+# Few distinct values a column: dictionary-encoded strings are smaller and faster to write.
+TEXT = pa.dictionary(pa.int32(), pa.string())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,21 +13,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_provider_xcompliance import results
-from airflow_provider_xcompliance.results import api_lines
-from airflow_provider_xcompliance.results import block as results_block
-from airflow_provider_xcompliance.results import dedupe as results_dedupe
-from airflow_provider_xcompliance.results import read as results_read
-from airflow_provider_xcompliance.results import write as results_write
 from airflow_provider_xcompliance.exceptions import ResultsRejectedError
 from airflow_provider_xcompliance.results import (
     REJECTS_FILE,
     SUMMARY_FILE,
     ConversionSummary,
+    api_lines,
     format_summary,
     output_schema,
     results_to_parquet,
 )
+from airflow_provider_xcompliance.results import block as results_block
+from airflow_provider_xcompliance.results import dedupe as results_dedupe
+from airflow_provider_xcompliance.results import read as results_read
+from airflow_provider_xcompliance.results import write as results_write
 
 
 def line(
@@ -525,7 +524,9 @@ def test_duplicates_are_dropped_across_row_groups_of_odd_sizes(tmp_path: Path, m
 
 
 def test_hash_twins_that_are_not_duplicates_are_kept(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(results_dedupe, "TWIN_MULTIPLIER", np.uint64(0))  # every id's hash is a twin of every other
+    monkeypatch.setattr(
+        results_dedupe, "TWIN_MULTIPLIER", np.uint64(0)
+    )  # every id's hash is a twin of every other
 
     summary = convert(tmp_path, *(line(id=str(i % 50 + 1), reason=f"r{i}") for i in range(80)))
 
@@ -641,7 +642,9 @@ def test_fast_path_writes_what_the_general_path_writes(tmp_path: Path, monkeypat
     (tmp_path / "fast").mkdir()
     (tmp_path / "general").mkdir()
     fast = convert(tmp_path / "fast", *lines)
-    monkeypatch.setattr(results_block, "parse_api_lines", lambda block, offsets, id_type: no_fast_rows(id_type))
+    monkeypatch.setattr(
+        results_block, "parse_api_lines", lambda block, offsets, id_type: no_fast_rows(id_type)
+    )
     general = convert(tmp_path / "general", *lines)
 
     assert table(tmp_path / "fast").equals(table(tmp_path / "general"))
@@ -684,7 +687,9 @@ def test_a_geo_scrub_goes_to_scrub_geo_whatever_its_action(tmp_path: Path, monke
         line(id="4"),
     ]
     if not fast:
-        monkeypatch.setattr(results_block, "parse_api_lines", lambda block, offsets, id_type: no_fast_rows(id_type))
+        monkeypatch.setattr(
+            results_block, "parse_api_lines", lambda block, offsets, id_type: no_fast_rows(id_type)
+        )
 
     summary = convert(tmp_path, *lines)
 
