@@ -765,3 +765,42 @@ def test_the_emulators_truncated_results_are_rejected_in_every_size(tmp_path: Pa
         assert summary.rejected == 1, count
         assert summary.rows_written == summary.lines_read - 1 < outcome.results
         assert summary.reconciled
+
+
+def test_summary_counts_the_lines_each_parse_path_read(tmp_path: Path) -> None:
+    summary = convert(tmp_path, *MIXED_BLOCK)
+
+    # fast: 1, 2 (the shape without redacted_at), 6, 9, 10; general (pyarrow): 3, x5, 8; python: the stray
+    # quote and the truncated line
+    assert summary.lines_by_parse_path == {"fast": 5, "general": 3, "python": 2}
+    assert sum(summary.lines_by_parse_path.values()) == summary.lines_read
+    assert "parse paths           fast 5, general 3, python 2" in format_summary(summary)
+
+
+@pytest.mark.parametrize("id_type", ["int64", "string"])
+@pytest.mark.parametrize("crlf", [False, True])
+def test_every_line_the_emulator_writes_takes_the_fast_path(tmp_path: Path, id_type: str, crlf: bool) -> None:
+    """The emulator writes the API's shapes (with and without redacted_at): a column the fast path does not
+    know would send every such line down the general path, and fail here."""
+    from airflow_provider_xcompliance.emulator.results import RuleSource, process_upload
+
+    (tmp_path / "ids.txt").write_text(
+        "".join(f"{1_400_000_000_000_000_000 + 7919 * n}\n" for n in range(6000))
+    )
+    served = tmp_path / "results.jsonl"
+    process_upload(
+        tmp_path / "ids.txt",
+        served,
+        tmp_path / "truth.jsonl",
+        job_type="tweets",
+        source=RuleSource(),
+        crlf=crlf,
+    )
+    lines = served.read_text().splitlines()
+    assert sum('"redacted_at"' in line for line in lines) not in (0, len(lines))  # both shapes are there
+
+    summary = results_to_parquet(served, tmp_path / "out", job_type="tweets", id_type=id_type)  # type: ignore[arg-type]
+
+    assert summary.lines_read == len(lines) > 100
+    assert summary.lines_by_parse_path == {"fast": len(lines), "general": 0, "python": 0}
+    assert summary.rows_written == len(lines)
