@@ -44,12 +44,12 @@ Python, one by one (blank, cut off, not an object...). So a bad line costs littl
 exact. ``lines_by_parse_path`` in the summary counts the lines each path read.
 
 Duplicates and memory: tables are written while the input is read, and each row's id is also spilled with
-its row number to a local file per (action, hash bucket of ``id``), buckets sized from the input (a fixed
-amount of JSON each, see :mod:`.dedupe`). Then each spill file is checked with one sort (of 32-bit hashes, twins
-compared exactly); only a table that holds a duplicate is rewritten, one row group at a time, without the
-later occurrences. Peak memory is a few blocks in flight, one row group being written and one bucket,
-whatever the input size (up to 256 buckets, beyond which buckets grow), plus a bit
-per row of a table being rewritten. The first occurrence of an (id, action) pair wins, in the order sources
+its row number to a local file per (action, hash bucket of ``id``), buckets sized from the input (a
+fixed amount of JSON each, see :mod:`.dedupe`). Then each spill file is checked with one sort (of 32-bit
+hashes, twins compared exactly); only a table that holds a duplicate is rewritten, one row group at a time,
+without the later occurrences. Peak memory is a few blocks in flight, one row group being written and one
+bucket, whatever the input size (up to 256 buckets, beyond which buckets grow), plus a bit per row of a
+table being rewritten. The first occurrence of an (id, action) pair wins, in the order sources
 were given. Scratch space: 16 bytes per valid row in ``spill_dir`` (20 for string ids).
 
 Atomic output: everything is written to a hidden sibling ``.<name>.staging-<uuid>`` and then swapped into
