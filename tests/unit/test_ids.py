@@ -7,25 +7,38 @@ import gzip
 import json
 import random
 import time
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_provider_xcompliance import ids as ids_module
 from airflow_provider_xcompliance.exceptions import IdSourceError, InvalidIdsError
 from airflow_provider_xcompliance.ids import (
     DEFAULT_DEDUPE_MEMORY_IDS,
+    READERS,
+    Fmt,
     IdCounts,
     PreparedIds,
+    Reader,
+    batches,
+    columns,
+    csv_files,
+    distinct,
     expand_sources,
     iter_id_batches,
     normalise_id,
+    parquet_files,
     prepare_ids,
     validate_ids,
 )
+from airflow_provider_xcompliance.ids import text as text_reader
+from airflow_provider_xcompliance.ids.sources import IdFile
+from airflow_provider_xcompliance.ids.values import BatchCall
 
 
 def write_text(path: Path, text: str | bytes) -> Path:
@@ -348,6 +361,29 @@ def test_object_storage_uri_folder_and_glob_are_read() -> None:
     assert valid_ids(root / "sub" / "b.txt") == ["2"]
 
 
+# --- The registry of formats ---------------------------------------------------------------------------
+
+
+def test_the_format_names_typed_for_users_are_the_registered_readers() -> None:
+    assert set(get_args(Fmt)) == set(READERS)
+
+
+def test_a_new_format_is_one_reader_and_one_registry_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_jsonl(file: IdFile, id_column: str | None, block_size: int) -> Iterator[BatchCall]:
+        with file.open() as stream:
+            lines = b"".join(f"{json.loads(line)[id_column]}\n".encode() for line in stream)
+        yield partial(text_reader.text_batch, file.source, 1, lines, "row")
+
+    jsonl = Reader("jsonl", (".jsonl",), read_jsonl)
+    monkeypatch.setitem(READERS, "jsonl", jsonl)
+    path = write_text(tmp_path / "ids.jsonl", '{"id": "007"}\n{"id": "x"}\n{"id": "3"}\n')
+    prepared = prepare_ids(path, tmp_path / "out", id_column="id", on_invalid="skip")
+    assert chunk_ids(prepared) == [["7", "3"]]
+    assert prepared.counts.invalid == 1
+
+
 # --- prepare_ids: fail and skip --------------------------------------------------------------------------
 
 
@@ -452,9 +488,9 @@ def test_the_hash_behind_exact_counts_is_a_bijection() -> None:
     rng = np.random.default_rng(7)
     values = np.concatenate([rng.integers(0, 2**64 - 1, 10_000, np.uint64, endpoint=True), [0, 1, 2**64 - 1]])
     values = values.astype(np.uint64)
-    hashes = ids_module._mix64(values)
+    hashes = distinct._mix64(values)
     assert len(np.unique(hashes)) == len(np.unique(values))
-    assert np.array_equal(ids_module._unmix64(hashes.copy()), values)
+    assert np.array_equal(distinct._unmix64(hashes.copy()), values)
 
 
 @pytest.mark.parametrize("memory_ids", [1_000, 50])
@@ -478,15 +514,20 @@ def test_dedupe_spilling_to_disk_gives_the_same_set(tmp_path: Path, memory_ids: 
 def shuffled_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Four threads, and batches that finish out of order: results must still come in input order."""
     rng = random.Random(11)
-    monkeypatch.setattr(ids_module, "WORKERS", 4)
-    for name in ("_text_batch", "_column_batch"):
-        check = getattr(ids_module, name)
+    monkeypatch.setattr(batches, "WORKERS", 4)
+    for module, name in (
+        (text_reader, "text_batch"),
+        (columns, "text_batch"),
+        (csv_files, "column_batch"),
+        (parquet_files, "column_batch"),
+    ):
+        check = getattr(module, name)
 
         def late(*args: object, _check: object = check) -> object:
             time.sleep(rng.choice((0, 0, 0.002)))
             return _check(*args)  # type: ignore[operator]
 
-        monkeypatch.setattr(ids_module, name, late)
+        monkeypatch.setattr(module, name, late)
 
 
 def expected_pass(values: list[object], shown: list[str]) -> tuple[list[str], list[list[str]]]:
