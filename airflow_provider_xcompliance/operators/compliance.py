@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowTaskTerminated
 
-from airflow_provider_xcompliance import ids as id_files
 from airflow_provider_xcompliance import lifecycle, storage
 from airflow_provider_xcompliance.exceptions import (
     CancelNotSupportedError,
@@ -36,6 +35,7 @@ from airflow_provider_xcompliance.exceptions import (
     XComplianceError,
 )
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
+from airflow_provider_xcompliance.ids import Fmt, IdChunk, OnInvalid, PreparedIds, prepare_ids
 from airflow_provider_xcompliance.lifecycle import ChunkRecord, Step
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType
 from airflow_provider_xcompliance.naming import job_name
@@ -96,9 +96,9 @@ class XComplianceCreateJobOperator(BaseOperator):
         name: str | None = None,
         resumable: bool = False,
         x_conn_id: str = XComplianceHook.default_conn_name,
-        ids_format: id_files.Fmt | None = None,
+        ids_format: Fmt | None = None,
         id_column: str | None = None,
-        on_invalid: id_files.OnInvalid = "fail",
+        on_invalid: OnInvalid = "fail",
         dedupe: bool = False,
         on_conflict: Literal["wait", "fail"] = "wait",
         slot_wait_timeout: float = 6 * 3600.0,
@@ -213,7 +213,7 @@ class XComplianceCreateJobOperator(BaseOperator):
         # Deterministic per task run, so a resume on the same machine reuses the normalised files.
         return Path(tempfile.gettempdir()) / "xcompliance-ids" / self._job_name(context, None)
 
-    def _prepare_ids(self, context: Context) -> id_files.PreparedIds:
+    def _prepare_ids(self, context: Context) -> PreparedIds:
         """Validated, normalised ID files: reused from an earlier call of this task run when still on disk.
 
         A source without a single valid ID fails here, before any job exists.
@@ -221,7 +221,7 @@ class XComplianceCreateJobOperator(BaseOperator):
         staging = self._staging_dir(context)
         manifest = staging / "manifest.json"
         if manifest.exists():
-            prepared = id_files.PreparedIds.load(manifest)
+            prepared = PreparedIds.load(manifest)
             if all(chunk.path.exists() for chunk in prepared.chunks):
                 return prepared
         prepared = self._read_ids(staging)
@@ -244,9 +244,9 @@ class XComplianceCreateJobOperator(BaseOperator):
             "max_ids_per_job": self.max_ids_per_job,
         }
 
-    def _read_ids(self, staging: Path) -> id_files.PreparedIds:
+    def _read_ids(self, staging: Path) -> PreparedIds:
         """Read, validate and chunk the ID source into ``staging``."""
-        return id_files.prepare_ids(
+        return prepare_ids(
             storage.id_sources(self.ids),
             staging,
             fmt=self.ids_format,
@@ -256,7 +256,7 @@ class XComplianceCreateJobOperator(BaseOperator):
             max_ids_per_job=self.max_ids_per_job,
         )
 
-    def _ids_prepared(self, context: Context, prepared: id_files.PreparedIds) -> None:
+    def _ids_prepared(self, context: Context, prepared: PreparedIds) -> None:
         context["ti"].xcom_push(key="ids", value=prepared.counts.as_dict())
         if prepared.rejects_path is not None:
             self.log.warning(
@@ -284,7 +284,7 @@ class XComplianceCreateJobOperator(BaseOperator):
             "Compliance job %s (%s, name %s) is %s", job.id, job.type.value, job.name, job.status.value
         )
 
-    def _start_job(self, context: Context, chunk: id_files.IdChunk, name: str) -> Job:
+    def _start_job(self, context: Context, chunk: IdChunk, name: str) -> Job:
         """Reattach to this chunk's job or create it, and upload its IDs if that is still to do."""
         existing = self.hook.find_job(self.job_type, name)
         if existing is not None:  # made by an earlier try of this task: with the protocol it asked for
@@ -350,7 +350,7 @@ class XComplianceCreateJobOperator(BaseOperator):
                 f"The {kind} slot was still held by {who} at the end of the wait"
             ) from error
 
-    def _upload(self, context: Context, job: Job, chunk: id_files.IdChunk, name: str) -> Job:
+    def _upload(self, context: Context, job: Job, chunk: IdChunk, name: str) -> Job:
         # Only a closed window: a reattached job was held to the margin already, and holding a fresh one to
         # it would replace job after job where the API's window is shorter than the margin.
         if job.upload_expired(datetime.now(timezone.utc)):
@@ -491,7 +491,7 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
 
     # --- the chunk plan, stored at the destination so a try on any worker can resume ---
 
-    def _prepare_ids(self, context: Context) -> id_files.PreparedIds:
+    def _prepare_ids(self, context: Context) -> PreparedIds:
         """The chunks of this task run: from the plan at the destination (checked against the source, which
         is not read again), or read from the source once, staged at the destination and planned."""
         plan = self._plan(context)
@@ -502,7 +502,7 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
         fingerprint = plan.fingerprint()  # before the read: a change during it shows at a retry
         return plan.save(super()._prepare_ids(context), fingerprint)
 
-    def _upload(self, context: Context, job: Job, chunk: id_files.IdChunk, name: str) -> Job:
+    def _upload(self, context: Context, job: Job, chunk: IdChunk, name: str) -> Job:
         """Upload a chunk, first fetching its IDs when this worker's disk does not hold them."""
         if not chunk.path.exists():
             self._plan(context).restage(chunk, self._read_ids)
@@ -523,7 +523,7 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
             self.log,
         )
 
-    def _ids_prepared(self, context: Context, prepared: id_files.PreparedIds) -> None:
+    def _ids_prepared(self, context: Context, prepared: PreparedIds) -> None:
         """Publish the rejects beside the results, since the local staging folder is temporary."""
         if prepared.rejects_path is not None:
             target = self._rejects_file(context)
@@ -538,7 +538,7 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
             storage.resolve_destination(self.destination, f"{name}.jsonl"), "rejects", "csv"
         )
 
-    def _chunk_name(self, context: Context, prepared: id_files.PreparedIds, index: int) -> str:
+    def _chunk_name(self, context: Context, prepared: PreparedIds, index: int) -> str:
         return self._job_name(context, index if len(prepared.chunks) > 1 else None)
 
     def _results_file(self, name: str, index: int, chunks: int) -> str:
@@ -547,7 +547,7 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
             lifecycle.chunk_file(target, index) if chunks > 1 and target == str(self.destination) else target
         )
 
-    def _finished_chunks(self, context: Context, prepared: id_files.PreparedIds) -> list[ChunkRecord]:
+    def _finished_chunks(self, context: Context, prepared: PreparedIds) -> list[ChunkRecord]:
         """The leading chunks with a complete job and a results file (one list call, no data read twice)."""
         ti = context["ti"]
         recorded = ti.xcom_pull(task_ids=ti.task_id, key="chunks", map_indexes=ti.map_index) or []
@@ -569,7 +569,7 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
             )
         return done
 
-    def _wait(self, context: Context, job: Job, chunk: id_files.IdChunk) -> Job:
+    def _wait(self, context: Context, job: Job, chunk: IdChunk) -> Job:
         """The job once complete: deferred to the trigger, or polled here when not deferrable."""
         if job.status is JobStatus.COMPLETE:
             return job
@@ -595,9 +595,7 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
         sizes = {self._chunk_name(context, prepared, c.index): c.ids for c in prepared.chunks}
         return sizes.get(name or "")
 
-    def _download(
-        self, prepared: id_files.PreparedIds, chunk: id_files.IdChunk, name: str, job: Job
-    ) -> ChunkRecord:
+    def _download(self, prepared: PreparedIds, chunk: IdChunk, name: str, job: Job) -> ChunkRecord:
         report = self.hook.download_results(job, self._results_file(name, chunk.index, len(prepared.chunks)))
         # From creation to results: the chunk's whole duration, which is what an ETA needs.
         seconds = time.time() - job.created_at.timestamp() if job.created_at else None
@@ -607,9 +605,7 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
         )
         return _record(chunk.index, job, name, chunk.ids, report.uri or "", report.lines, seconds)
 
-    def _summary(
-        self, context: Context, prepared: id_files.PreparedIds, done: list[ChunkRecord]
-    ) -> dict[str, Any]:
+    def _summary(self, context: Context, prepared: PreparedIds, done: list[ChunkRecord]) -> dict[str, Any]:
         return {
             "job_type": self.job_type.value,
             "job_ids": [c["job_id"] for c in done],
