@@ -1,8 +1,8 @@
-"""One way to turn a source or destination into a path object, for the Airflow-free data modules.
+"""The one "local or object storage?" decision, and one way to turn a location into a path object.
 
-Local paths and ``file://`` URIs become ``pathlib.Path`` (fast, dependency-free local I/O); other URIs
-become ``upath.UPath`` (fsspec); path objects with ``open()`` (``upath.UPath``, Airflow's
-``ObjectStoragePath``) are used as they are, a local one as ``pathlib.Path``.
+Local paths and ``file://`` (or ``local://``) URIs take the local route: ``pathlib.Path``, fast and
+dependency-free. Other URIs become ``upath.UPath`` (fsspec); path objects with ``open()``
+(``upath.UPath``, Airflow's ``ObjectStoragePath``) are used as they are, a local one as ``pathlib.Path``.
 """
 
 from __future__ import annotations
@@ -25,14 +25,27 @@ class OpenablePath(Protocol):
 PathInput: TypeAlias = "str | os.PathLike[str] | OpenablePath"
 
 
+def is_local(location: PathInput) -> bool:
+    """True for plain paths, ``file://`` and ``local://`` URIs and local path objects: the local route."""
+    if isinstance(location, str):
+        return "://" not in location or urlparse(location).scheme in _LOCAL_SCHEMES
+    protocol = getattr(location, "protocol", None)
+    if protocol is not None:  # upath.UPath, ObjectStoragePath (an older UPath is a PurePath too)
+        return protocol in _LOCAL_SCHEMES
+    return isinstance(location, os.PathLike) and is_local(os.fspath(location))
+
+
+def local_path(location: str | os.PathLike[str]) -> Path:
+    """The filesystem path of a local location (``file://`` and ``local://`` URIs included)."""
+    text = os.fspath(location)
+    return Path(unquote(urlparse(text).path)) if "://" in text else Path(text)
+
+
 def as_path(value: PathInput) -> Any:
     """``pathlib.Path`` for local paths and ``file://`` URIs, ``upath.UPath`` for other URIs, else as is."""
     if isinstance(value, str):
-        if "://" not in value:
-            return Path(value)
-        parsed = urlparse(value)
-        if parsed.scheme in _LOCAL_SCHEMES:
-            return Path(unquote(parsed.path))
+        if is_local(value):
+            return local_path(value)
         from upath import UPath  # only needed for object storage
 
         return UPath(value)
@@ -40,6 +53,6 @@ def as_path(value: PathInput) -> Any:
         if isinstance(value, os.PathLike):
             return Path(os.fspath(value))
         raise TypeError(f"Not a path: {value!r}")
-    if getattr(value, "protocol", None) in _LOCAL_SCHEMES:
+    if is_local(value):
         return Path(str(value.path))  # type: ignore[attr-defined]
     return value

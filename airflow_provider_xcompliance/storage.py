@@ -1,4 +1,4 @@
-"""Local-or-object-storage file helpers for uploads and downloads.
+"""Local-or-object-storage file helpers for uploads and downloads (which is which: :func:`paths.is_local`).
 
 Sources and destinations are plain local paths or ``ObjectStoragePath`` URIs (``file://``, ``s3://``,
 ``gs://``...). A destination is written atomically: it either holds the complete file or does not exist, so
@@ -16,25 +16,13 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+
+from airflow_provider_xcompliance.paths import is_local, local_path
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 COPY_CHUNK = 8 * 1024 * 1024
-
-
-def is_local(location: str | os.PathLike[str]) -> bool:
-    """True for plain paths and ``file://`` URIs: those take the fast, dependency-free local route."""
-    scheme = urlsplit(os.fspath(location)).scheme
-    # A one-letter "scheme" is a Windows drive letter, not a protocol.
-    return scheme in ("", "file") or len(scheme) == 1
-
-
-def local_path(location: str | os.PathLike[str]) -> Path:
-    """The filesystem path of a local location (``file://`` URIs included)."""
-    text = os.fspath(location)
-    return Path(urlsplit(text).path) if text.startswith("file://") else Path(text)
 
 
 def object_path(location: str | os.PathLike[str]) -> ObjectStoragePath:

@@ -11,14 +11,13 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from airflow_provider_xcompliance.paths import OpenablePath, as_path
+from airflow_provider_xcompliance.paths import OpenablePath, as_path, is_local
 from airflow_provider_xcompliance.redaction import redact_url
 
 __all__ = [
     "BLOCK_BYTES",
     "Block",
     "Source",
-    "is_local",
     "line_offsets",
     "size_of",
     "source_blocks",
@@ -37,10 +36,6 @@ class Source(NamedTuple):
     path: Any  # a local Path, or a path object with .open() and .fs
     name: str  # as shown in rejects and the summary: a URL without its (signed) query
     job_id: str | None
-
-
-def is_local(path: Any) -> bool:
-    return isinstance(path, Path)
 
 
 def size_of(path: Any) -> int | None:

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow_provider_xcompliance.concurrency import WORKER_MEMORY_POOL
-from airflow_provider_xcompliance.results.read import is_local
+from airflow_provider_xcompliance.paths import is_local
 
 __all__ = [
     "PART_FILE",
