@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_xcompliance import storage
+from airflow_provider_xcompliance.paths import is_local, local_path
 from airflow_provider_xcompliance.redaction import redact_url
 
 
@@ -20,8 +20,8 @@ def file_dataset(uri: str) -> Any:
     """The OpenLineage dataset of a file or folder (local path or object-storage URI)."""
     from openlineage.client.event_v2 import Dataset
 
-    if storage.is_local(uri):
-        return Dataset(namespace="file", name=os.path.abspath(storage.local_path(uri)))
+    if is_local(uri):
+        return Dataset(namespace="file", name=os.path.abspath(local_path(uri)))
     parts = urlsplit(redact_url(uri))
     return Dataset(namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path.lstrip("/"))
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_xcompliance import storage
+from airflow_provider_xcompliance import paths, storage
 from airflow_provider_xcompliance.exceptions import IdSourceError, SourceChangedError
 from airflow_provider_xcompliance.ids import (
     IdChunk,
@@ -137,12 +137,12 @@ class StoredPlan:
 
     @property
     def local(self) -> bool:
-        return storage.is_local(self.prefix)
+        return paths.is_local(self.prefix)
 
     def placed(self, plan: ChunkPlan) -> PreparedIds:
         """The planned chunks where this worker uploads them from: the destination's own files when local."""
         if self.local:
-            homes = [storage.local_path(self._staged(index)) for index in range(len(plan.chunks))]
+            homes = [paths.local_path(self._staged(index)) for index in range(len(plan.chunks))]
         else:
             homes = [self.staging / chunk.file for chunk in plan.chunks]
         return plan.prepared_at(homes)
@@ -192,7 +192,7 @@ class StoredPlan:
         if not self.local:
             return storage.copy(chunk.path, self.staged(chunk))
         digest = storage.sha256(chunk.path)
-        _move(chunk.path, storage.local_path(self.staged(chunk)))
+        _move(chunk.path, paths.local_path(self.staged(chunk)))
         return digest
 
     def restage(self, chunk: IdChunk, read_ids: ReadIds) -> None:

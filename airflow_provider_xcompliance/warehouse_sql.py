@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from airflow_provider_xcompliance import storage
+from airflow_provider_xcompliance import paths, storage
 from airflow_provider_xcompliance.warehouse import NULL_REASON, ActionTable, Engine, Target
 
 STAGE = "xcompliance_ids"
@@ -126,8 +126,8 @@ class DuckDBEngine:
 
     def _source(self, cursor: Any, table: ActionTable, id_type: str) -> str:
         """``read_parquet`` of local parts; other locations are streamed into a temporary table."""
-        if all(storage.is_local(part) for part in table.parts):
-            files = ", ".join(_string_literal(str(storage.local_path(p))) for p in table.parts)
+        if all(paths.is_local(part) for part in table.parts):
+            files = ", ".join(_string_literal(str(paths.local_path(p))) for p in table.parts)
             return f"read_parquet([{files}])"
         id_sql = "BIGINT" if id_type == "int64" else "VARCHAR"
         cursor.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE} (id {id_sql}, reason VARCHAR)")
