@@ -104,9 +104,9 @@ def ids_source(s3_bucket: str) -> str:
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Every read of an ID source (``prepare_ids`` call) in this test."""
-    from airflow_provider_xcompliance import ids
+    from airflow_provider_xcompliance.operators import compliance
 
-    calls = record_calls(monkeypatch, ids, "prepare_ids")
+    calls = record_calls(monkeypatch, compliance, "prepare_ids")
     monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)  # the crashing tries move it
     return calls
 

@@ -669,9 +669,9 @@ def new_worker(tmp_path, monkeypatch) -> Callable[[], Path]:
 
 @pytest.fixture
 def source_reads(monkeypatch) -> list[Any]:
-    from airflow_provider_xcompliance import ids
+    from airflow_provider_xcompliance.operators import compliance
 
-    return record_calls(monkeypatch, ids, "prepare_ids")
+    return record_calls(monkeypatch, compliance, "prepare_ids")
 
 
 def test_plan_stays_beside_the_results_and_the_staged_ids_go_when_done(hook, ti, ids_file, tmp_path):
