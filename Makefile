@@ -1,16 +1,36 @@
 # The two commands of the README: `make demo` (the main job) and `make test` (the suite; .ci/run calls it).
-# Each bootstraps .venv on a machine that has only python3 and make.
+# Each bootstraps .venv on a machine that has only python3 and make. `make test` also runs the suite on the
+# oldest supported Airflow (`make test-floor`, in .venv-floor from the lock in constraints/).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+FLOOR_VENV ?= .venv-floor
+FLOOR_PY := $(FLOOR_VENV)/bin/python
+FLOOR_STAMP := $(FLOOR_VENV)/.installed-stamp
+# Airflow 3.0.6's release date: the floor lock takes every package as it was then.
+FLOOR_DATE := 2025-09-05
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test test-floor lint typecheck unit bench clean lock-floor
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
 	touch $(STAMP)
+
+# The lock pins every dependency, the package is added on top without its own resolution, and `pip check`
+# fails the build when pyproject.toml asks for something the lock does not hold (run `make lock-floor`).
+$(FLOOR_STAMP): constraints/floor.txt pyproject.toml
+	python3 -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	$(FLOOR_VENV)/bin/uv pip install --quiet --python $(FLOOR_PY) -r constraints/floor.txt
+	$(FLOOR_VENV)/bin/uv pip install --quiet --python $(FLOOR_PY) --no-deps -e .
+	$(FLOOR_VENV)/bin/uv pip check --quiet --python $(FLOOR_PY)
+	touch $(FLOOR_STAMP)
+
+lock-floor: $(STAMP)
+	$(VENV)/bin/uv pip compile --quiet pyproject.toml --extra dev --constraint constraints/floor.in \
+		--exclude-newer $(FLOOR_DATE) --python-version 3.11 --no-header --output-file constraints/floor.txt
 
 demo: $(STAMP)
 	$(PY) -m scripts.demo $(DEMO_ARGS)
@@ -24,6 +44,10 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-floor
+
+test-floor: $(FLOOR_STAMP)
+	$(FLOOR_PY) -m pytest -q $(FLOOR_TESTS) $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOOR_VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -55,8 +55,21 @@ The API alternatives X's specs and docs show, one flag each (``EmulatorConfig`` 
 Faults (errors, drops, slowness, failed jobs, truncated results, caps) are further flags: see ``--help``.
 """
 
-from airflow_provider_xcompliance.emulator.app import create_app
 from airflow_provider_xcompliance.emulator.config import EmulatorConfig
-from airflow_provider_xcompliance.emulator.testing import EmulatorHandle, run_emulator
+
+# The server stack is an extra: workers that only run the operators never install it.
+_SERVER_STACK = frozenset({"starlette", "uvicorn"})
+
+try:
+    from airflow_provider_xcompliance.emulator.app import create_app
+    from airflow_provider_xcompliance.emulator.testing import EmulatorHandle, run_emulator
+except ModuleNotFoundError as error:
+    if (error.name or "").split(".")[0] not in _SERVER_STACK:
+        raise
+    raise ModuleNotFoundError(
+        f"The X API emulator needs {error.name}, which is not installed: "
+        "pip install 'airflow-provider-xcompliance[emulator]'",
+        name=error.name,
+    ) from error
 
 __all__ = ["EmulatorConfig", "EmulatorHandle", "create_app", "run_emulator"]

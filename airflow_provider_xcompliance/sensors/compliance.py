@@ -8,14 +8,14 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_xcompliance.exceptions import XComplianceError
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.lifecycle import job_outcome_error
 from airflow_provider_xcompliance.models import JobStatus
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
+from airflow_provider_xcompliance.version_compat import AirflowFailException, AirflowSensorTimeout, conf
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -42,7 +42,7 @@ def expected_actions(emulator: EmulatorHandle, job_type: str) -> dict[str, set[i
 
 
 def test_example_dag_parses_without_import_errors() -> None:
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.version_compat import DagBag
 
     bag = DagBag(dag_folder=str(DAG_FILE))
     assert bag.import_errors == {}

@@ -20,14 +20,15 @@ from airflow_provider_xcompliance.storage import (
     source_size,
     write_text,
 )
+from tests.version_compat import filesystem_registry
 
 
 @pytest.fixture
 def memory_fs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Register fsspec's in-memory filesystem as ``memory://`` (a stand-in for s3/gs)."""
-    from airflow.sdk.io import fs
     from fsspec.implementations.memory import MemoryFileSystem
 
+    fs = filesystem_registry()
     memory = MemoryFileSystem()
     monkeypatch.setitem(fs._BUILTIN_SCHEME_TO_FS, "memory", lambda _conn_id, _options: memory)
     fs._register_filesystems.cache_clear()

@@ -38,6 +38,7 @@ from airflow_provider_xcompliance.exceptions import (
 from airflow_provider_xcompliance.hooks.compliance import JOB_FIELDS, XComplianceHook
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType
 from airflow_provider_xcompliance.retry import GET_JOB, RetryPolicy
+from tests.version_compat import secrets_masker
 
 BASE = "https://api.x.com"
 JOBS = f"{BASE}/2/compliance/jobs"
@@ -619,29 +620,25 @@ def test_no_secret_reaches_logs_or_error_messages(
 def test_token_and_used_upload_url_are_registered_with_the_masker(
     hook: XComplianceHook, mocked, ids_file: Path
 ) -> None:
-    from airflow.sdk.log import _secrets_masker
-
     signature = "a1b2c3-only-in-this-test"  # the masker is process-wide: a fresh value proves this test
     upload_url = f"{STORAGE}/{JOB_ID}/submission/u?X-Goog-Signature={signature}"
     mocked.get(f"{JOBS}/{JOB_ID}", json={"data": job_data(upload_url=upload_url)})
     mocked.put(upload_url.split("?")[0], status=200)
     hook.upload_ids(hook.get_job(JOB_ID), ids_file)
 
-    redacted = _secrets_masker().redact(f"token {TOKEN} url {upload_url}")
+    redacted = secrets_masker().redact(f"token {TOKEN} url {upload_url}")
     assert TOKEN not in redacted
     assert signature not in redacted
 
 
 def test_status_polls_do_not_register_signed_urls(hook: XComplianceHook, mocked) -> None:
     """Airflow's masker slows with every secret added: a triggerer polling many jobs must not feed it URLs."""
-    from airflow.sdk.log import _secrets_masker
-
     signature = "d4e5f6-polled-but-never-used"
     url = f"{STORAGE}/{JOB_ID}/delivery/d?X-Goog-Signature={signature}"
     mocked.get(f"{JOBS}/{JOB_ID}", json={"data": job_data(download_url=url)})
     hook.get_job(JOB_ID)
 
-    assert signature in _secrets_masker().redact(url)
+    assert signature in secrets_masker().redact(url)
 
 
 # --- async -----------------------------------------------------------------------------------------------

@@ -71,6 +71,16 @@ def test_execute_writes_a_table_per_action_and_returns_the_summary(tmp_path: Pat
     assert json.loads((tmp_path / "tables" / "_summary.json").read_text())["rows_written"] == 2
 
 
+class OutletEvents:
+    """Airflow's ``outlet_events`` accessor: keyed by the asset's URI (an Asset is unhashable before 3.2)."""
+
+    def __init__(self) -> None:
+        self.by_uri: defaultdict[str, SimpleNamespace] = defaultdict(SimpleNamespace)
+
+    def __getitem__(self, asset: Asset) -> SimpleNamespace:
+        return self.by_uri[asset.uri]
+
+
 def test_asset_outlets_carry_the_row_counts(tmp_path: Path) -> None:
     asset = Asset("file:///lake/compliance/tweets")
     operator = XComplianceResultsToParquetOperator(
@@ -80,7 +90,7 @@ def test_asset_outlets_carry_the_row_counts(tmp_path: Path) -> None:
         job_type="tweets",
         outlets=[asset],
     )
-    events: defaultdict[Asset, SimpleNamespace] = defaultdict(SimpleNamespace)
+    events = OutletEvents()
 
     operator.execute(context={"outlet_events": events})  # type: ignore[arg-type]
 

@@ -5,17 +5,17 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import (
-    AirflowFailException,
-    AirflowSensorTimeout,
-    AirflowSkipException,
-    TaskDeferred,
-)
 
 from airflow_provider_xcompliance.exceptions import XComplianceError
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType
 from airflow_provider_xcompliance.sensors.compliance import XComplianceJobSensor
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
+from airflow_provider_xcompliance.version_compat import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    TaskDeferred,
+)
+from tests.version_compat import AirflowSkipException
 
 JOB_ID = "1425543269983784962"
 

@@ -123,7 +123,7 @@ def test_serialize_round_trips_every_kwarg():
 
 
 def test_reinstantiated_trigger_serializes_identically():
-    from airflow.sdk._shared.module_loading import import_string
+    from tests.version_compat import import_string
 
     classpath, kwargs = XComplianceJobTrigger(job_id=JOB_ID, deadline=START).serialize()
     assert import_string(classpath)(**kwargs).serialize() == (classpath, kwargs)

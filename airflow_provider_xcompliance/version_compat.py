@@ -1,0 +1,83 @@
+"""Which Airflow is installed, and where the names that moved between supported versions live.
+
+The one place that branches on the Airflow version, as Airflow's own providers do: every module imports the
+moved names from here, so supporting another release is a change to this file only. Names that are in the
+same place in every supported release (``airflow.sdk.BaseOperator``, ``Asset``, ``ObjectStoragePath``...)
+are imported from Airflow directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from airflow import __version__ as _airflow_version
+from packaging.version import Version
+
+
+def _base_version() -> tuple[int, int, int]:
+    """The installed Airflow as (major, minor, micro), pre-releases counted as their release."""
+    version = Version(Version(_airflow_version).base_version)
+    return version.major, version.minor, version.micro
+
+
+AIRFLOW_VERSION = _base_version()
+AIRFLOW_V_3_1_PLUS = AIRFLOW_VERSION >= (3, 1, 0)
+AIRFLOW_V_3_2_PLUS = AIRFLOW_VERSION >= (3, 2, 0)
+AIRFLOW_V_3_3_PLUS = AIRFLOW_VERSION >= (3, 3, 0)
+
+if AIRFLOW_V_3_1_PLUS:
+    from airflow.sdk import BaseHook
+else:  # 3.0 keeps the hook base class in core
+    from airflow.hooks.base import BaseHook  # type: ignore[attr-defined,no-redef]
+
+if AIRFLOW_V_3_2_PLUS:
+    from airflow.sdk import conf
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
+else:  # before 3.2 the Task SDK had no configuration or exceptions of its own
+    from airflow.configuration import conf  # type: ignore[assignment]
+    from airflow.exceptions import (  # type: ignore[no-redef]
+        AirflowFailException,
+        AirflowSensorTimeout,
+        TaskDeferred,
+    )
+
+
+async def aget_connection(hook: BaseHook, conn_id: str) -> Any:
+    """The hook's connection, read without blocking the event loop (3.1 added ``aget_connection``)."""
+    if AIRFLOW_V_3_1_PLUS:
+        return await hook.aget_connection(conn_id)
+    return await asyncio.to_thread(hook.get_connection, conn_id)
+
+
+def mask_secret(secret: str) -> None:
+    """Register a secret with Airflow's secrets masker (and the task supervisor's, inside a task)."""
+    from airflow.sdk.log import mask_secret as register
+
+    register(secret)
+
+
+async def amask_secret(secret: str) -> None:
+    """:func:`mask_secret` for the event loop (3.3 added an async variant; before it the sync one is safe)."""
+    if AIRFLOW_V_3_3_PLUS:
+        from airflow.sdk.log import amask_secret as aregister
+
+        await aregister(secret)
+    else:
+        mask_secret(secret)
+
+
+__all__ = [
+    "AIRFLOW_VERSION",
+    "AIRFLOW_V_3_1_PLUS",
+    "AIRFLOW_V_3_2_PLUS",
+    "AIRFLOW_V_3_3_PLUS",
+    "AirflowFailException",
+    "AirflowSensorTimeout",
+    "BaseHook",
+    "TaskDeferred",
+    "aget_connection",
+    "amask_secret",
+    "conf",
+    "mask_secret",
+]
