@@ -30,7 +30,7 @@ $(FLOOR_STAMP): constraints/floor.txt pyproject.toml
 
 lock-floor: $(STAMP)
 	$(VENV)/bin/uv pip compile --quiet pyproject.toml --extra dev --constraint constraints/floor.in \
-		--exclude-newer $(FLOOR_DATE) --python-version 3.11 --no-header --output-file constraints/floor.txt
+		--exclude-newer $(FLOOR_DATE) --python-version 3.11 --output-file constraints/floor.txt
 
 demo: $(STAMP)
 	$(PY) -m scripts.demo $(DEMO_ARGS)
