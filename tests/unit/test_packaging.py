@@ -68,7 +68,7 @@ def run_without_server_stack(code: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_no_provider_module_imports_the_emulator() -> None:
-    """Checked in the source: Airflow 3.0 imports starlette itself, so blocking it at run time shows nothing."""
+    """Checked in the source: Airflow 3.0 imports starlette itself, so blocking it at run time shows nil."""
     for file in CORE_FILES:
         for node in ast.walk(ast.parse(file.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
