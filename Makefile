@@ -47,7 +47,7 @@ test: lint typecheck
 	$(MAKE) --no-print-directory test-floor
 
 test-floor: $(FLOOR_STAMP)
-	$(FLOOR_PY) -m pytest -q $(FLOOR_TESTS) $(PYTEST_ARGS)
+	$(FLOOR_PY) -m pytest -q $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) .demo .pytest_cache .mypy_cache .ruff_cache
