@@ -7,6 +7,8 @@ dags folder, which ``dag.test()`` requires) and a test module.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -99,8 +101,18 @@ def test_job_started_outside_the_dag_is_waited_out(airflow_db, api, ids_file, tm
 
     hook = XComplianceHook(CONN_ID)
     outsider = hook.create_job("users", name="started-by-hand")
-    hook.upload_ids(outsider, ids_file)
+
+    def upload_once_the_dag_met_the_conflict() -> None:
+        # Only then: the outsider (a created job holds the slot too) outlasts however slowly the task starts.
+        deadline = time.monotonic() + 60
+        while api.state()["requests"].get("POST /2/compliance/jobs", 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        XComplianceHook(CONN_ID).upload_ids(outsider, ids_file)
+
+    uploader = threading.Thread(target=upload_once_the_dag_met_the_conflict, daemon=True)
+    uploader.start()
     dag_run = run_dag(slot_dag, ids_file, tmp_path / "out")
+    uploader.join()
     assert dag_run.state == "success"
     state = api.state()
     assert [job["status"] for job in state["jobs"]] == ["complete", "complete"]
