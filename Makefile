@@ -7,8 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 FLOOR_VENV ?= .venv-floor
 FLOOR_PY := $(FLOOR_VENV)/bin/python
 FLOOR_STAMP := $(FLOOR_VENV)/.installed-stamp
-# Airflow 3.0.6's release date: the floor lock takes every package as it was then.
-FLOOR_DATE := 2025-09-05
+# The day after Airflow 3.0.6 came out: the floor lock takes every package as it was then.
+FLOOR_DATE := 2025-08-30
 
 .PHONY: demo test test-floor lint typecheck unit bench clean lock-floor
 
