@@ -35,7 +35,7 @@ def mask(secret: str | None) -> None:
     """Register a secret with Airflow's secrets masker, once per process (no-op for empty values)."""
     if not secret or secret in _registered:
         return
-    from airflow_provider_xcompliance.version_compat import mask_secret
+    from airflow.sdk.log import mask_secret
 
     mask_secret(secret)
     _registered.add(secret)

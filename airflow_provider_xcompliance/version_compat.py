@@ -50,21 +50,25 @@ async def aget_connection(hook: BaseHook, conn_id: str) -> Any:
     return await asyncio.to_thread(hook.get_connection, conn_id)
 
 
-def mask_secret(secret: str) -> None:
-    """Register a secret with Airflow's secrets masker (and the task supervisor's, inside a task)."""
-    from airflow.sdk.log import mask_secret as register
-
-    register(secret)
+def secrets_masker() -> Any:
+    """This process's secrets masker, which redacts its logs."""
+    if AIRFLOW_V_3_3_PLUS:
+        from airflow.sdk.log import _secrets_masker
+    elif AIRFLOW_V_3_1_PLUS:
+        from airflow.sdk._shared.secrets_masker import _secrets_masker  # type: ignore[no-redef]
+    else:
+        from airflow.sdk.execution_time.secrets_masker import _secrets_masker  # type: ignore[no-redef]
+    return _secrets_masker()
 
 
 async def amask_secret(secret: str) -> None:
-    """:func:`mask_secret` for the event loop (3.3 added an async variant; before it the sync one is safe)."""
+    """``airflow.sdk.log.mask_secret`` for the event loop."""
     if AIRFLOW_V_3_3_PLUS:
         from airflow.sdk.log import amask_secret as aregister
 
         await aregister(secret)
-    else:
-        mask_secret(secret)
+    else:  # no async call to the supervisor before 3.3, and the sync one cannot run in the event loop
+        secrets_masker().add_mask(secret)
 
 
 __all__ = [
@@ -79,5 +83,5 @@ __all__ = [
     "aget_connection",
     "amask_secret",
     "conf",
-    "mask_secret",
+    "secrets_masker",
 ]

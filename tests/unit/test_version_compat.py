@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from airflow.sdk import BaseOperator
@@ -11,13 +12,13 @@ from airflow.triggers.base import BaseTrigger
 
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.version_compat import (
+    AIRFLOW_V_3_3_PLUS,
     TaskDeferred,
     aget_connection,
     amask_secret,
     conf,
-    mask_secret,
+    secrets_masker,
 )
-from tests.version_compat import secrets_masker
 
 
 class IdleTrigger(BaseTrigger):
@@ -48,13 +49,31 @@ async def test_aget_connection_reads_the_connection_inside_the_event_loop(
     assert connection.host == "http://127.0.0.1:9"
 
 
-async def test_secrets_registered_sync_or_async_are_redacted() -> None:
-    mask_secret("compat-sync-secret-1f2e")
+class TriggererComms:
+    """The triggerer's channel to its supervisor: inside the event loop only the async send works."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def send(self, msg: Any) -> None:
+        raise RuntimeError("You cannot use AsyncToSync in the same thread as an async event loop")
+
+    async def asend(self, msg: Any) -> None:
+        self.sent.append(msg)
+
+
+async def test_amask_secret_masks_in_a_trigger_without_the_blocking_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.sdk.execution_time import task_runner
+
+    comms = TriggererComms()
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
+
     await amask_secret("compat-async-secret-3d4c")
 
-    redacted = secrets_masker().redact("compat-sync-secret-1f2e compat-async-secret-3d4c")
-
-    assert "secret" not in redacted
+    assert secrets_masker().redact("token compat-async-secret-3d4c") == "token ***"
+    assert len(comms.sent) == (1 if AIRFLOW_V_3_3_PLUS else 0)  # the supervisor is told where Airflow can
 
 
 def test_no_moved_name_is_imported_through_a_deprecation_shim() -> None:

@@ -38,7 +38,7 @@ from airflow_provider_xcompliance.exceptions import (
 from airflow_provider_xcompliance.hooks.compliance import JOB_FIELDS, XComplianceHook
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType
 from airflow_provider_xcompliance.retry import GET_JOB, RetryPolicy
-from tests.version_compat import secrets_masker
+from airflow_provider_xcompliance.version_compat import secrets_masker
 
 BASE = "https://api.x.com"
 JOBS = f"{BASE}/2/compliance/jobs"
