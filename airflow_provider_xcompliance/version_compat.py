@@ -33,12 +33,18 @@ else:  # 3.0 keeps the hook base class in core
 
 if AIRFLOW_V_3_2_PLUS:
     from airflow.sdk import conf
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
+    from airflow.sdk.exceptions import (
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowTaskTerminated,
+        TaskDeferred,
+    )
 else:  # before 3.2 the Task SDK had no configuration or exceptions of its own
     from airflow.configuration import conf  # type: ignore[assignment]
     from airflow.exceptions import (  # type: ignore[no-redef]
         AirflowFailException,
         AirflowSensorTimeout,
+        AirflowTaskTerminated,
         TaskDeferred,
     )
 
@@ -78,6 +84,7 @@ __all__ = [
     "AIRFLOW_V_3_3_PLUS",
     "AirflowFailException",
     "AirflowSensorTimeout",
+    "AirflowTaskTerminated",
     "BaseHook",
     "TaskDeferred",
     "aget_connection",
