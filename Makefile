@@ -7,8 +7,10 @@ STAMP := $(VENV)/.installed-stamp
 FLOOR_VENV ?= .venv-floor
 FLOOR_PY := $(FLOOR_VENV)/bin/python
 FLOOR_STAMP := $(FLOOR_VENV)/.installed-stamp
-# The day after Airflow 3.0.6 came out: the floor lock takes every package as it was then.
+# The day after Airflow 3.0.6 came out: the floor lock takes every package as it was then, except the providers,
+# which ship on their own schedule (each declares the Airflow it supports) and are taken at their newest.
 FLOOR_DATE := 2025-08-30
+FLOOR_PROVIDERS := amazon common-compat common-io common-sql duckdb openlineage postgres
 
 .PHONY: demo test test-floor lint typecheck unit bench clean lock-floor
 
@@ -30,7 +32,8 @@ $(FLOOR_STAMP): constraints/floor.txt pyproject.toml
 
 lock-floor: $(STAMP)
 	$(VENV)/bin/uv pip compile --quiet pyproject.toml --extra dev --constraint constraints/floor.in \
-		--exclude-newer $(FLOOR_DATE) --python-version 3.11 --output-file constraints/floor.txt
+		--exclude-newer $(FLOOR_DATE) --python-version 3.11 --output-file constraints/floor.txt \
+		$(foreach p,$(FLOOR_PROVIDERS),--exclude-newer-package apache-airflow-providers-$(p)=2100-01-01)
 
 demo: $(STAMP)
 	$(PY) -m scripts.demo $(DEMO_ARGS)
