@@ -33,18 +33,31 @@ def test_provider_info_declares_the_x_api_connection_type() -> None:
     assert conn["hook-class-name"] == "airflow_provider_xcompliance.hooks.compliance.XComplianceHook"
 
 
+PROVIDER_MODULES = [
+    module
+    for kind in ("hooks", "operators", "sensors", "triggers")
+    for entry in get_provider_info()[kind]
+    for module in entry["python-modules"]
+]
+
+
 def test_every_module_listed_in_provider_info_imports() -> None:
-    info = get_provider_info()
-    modules = [
-        m
-        for kind in ("hooks", "operators", "sensors", "triggers")
-        for entry in info[kind]
-        for m in entry["python-modules"]
-    ]
-    for name in modules:
+    for name in PROVIDER_MODULES:
         importlib.import_module(name)
-    hook_module, _, hook_class = info["connection-types"][0]["hook-class-name"].rpartition(".")
+    hook_module, _, hook_class = get_provider_info()["connection-types"][0]["hook-class-name"].rpartition(".")
     assert hasattr(importlib.import_module(hook_module), hook_class)
+
+
+def test_no_provider_module_imports_airflow_through_a_deprecation_shim() -> None:
+    """On every supported release the names come from where that release keeps them (``version_compat``)."""
+    code = (
+        "import warnings, airflow\n"
+        "warnings.simplefilter('error', DeprecationWarning)\n"
+        "warnings.simplefilter('error', FutureWarning)\n"  # Airflow's DeprecatedImportWarning is one
+        + "".join(f"import {module}\n" for module in PROVIDER_MODULES)
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
 
 
 def test_airflow_providers_list_shows_the_provider() -> None:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 from airflow.sdk import BaseOperator
 from airflow.triggers.base import BaseTrigger
 
-from airflow_provider_xcompliance import get_provider_info
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.version_compat import (
     AIRFLOW_V_3_3_PLUS,
@@ -75,24 +72,3 @@ async def test_amask_secret_masks_in_a_trigger_without_the_blocking_send(
 
     assert secrets_masker().redact("token compat-async-secret-3d4c") == "token ***"
     assert len(comms.sent) == (1 if AIRFLOW_V_3_3_PLUS else 0)  # the supervisor is told where Airflow can
-
-
-def test_no_provider_module_imports_airflow_through_a_deprecation_shim() -> None:
-    """On every supported release the names come from where that release keeps them, without warnings."""
-    info = get_provider_info()
-    modules = [
-        m
-        for kind in ("hooks", "operators", "sensors", "triggers")
-        for e in info[kind]
-        for m in e["python-modules"]
-    ]
-    code = (
-        "import warnings, airflow\n"
-        "warnings.simplefilter('error', DeprecationWarning)\n"
-        "warnings.simplefilter('error', FutureWarning)\n"  # Airflow's DeprecatedImportWarning is one
-        + "".join(
-            f"import {module}\n" for module in ["airflow_provider_xcompliance.version_compat", *modules]
-        )
-    )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 0, completed.stderr[-2000:]
