@@ -14,8 +14,10 @@ if AIRFLOW_V_3_2_PLUS:
     from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk._shared.module_loading import import_string
     from airflow.sdk.exceptions import AirflowSkipException
+    from airflow.sdk.listener import get_listener_manager
 else:
     from airflow.exceptions import AirflowSkipException  # type: ignore[no-redef]
+    from airflow.listeners.listener import get_listener_manager  # type: ignore[no-redef]
     from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
     from airflow.utils.module_loading import import_string  # type: ignore[no-redef]
 
@@ -31,4 +33,4 @@ def filesystem_registry() -> ModuleType:
     return airflow.io
 
 
-__all__ = ["AirflowSkipException", "DagBag", "filesystem_registry", "import_string"]
+__all__ = ["AirflowSkipException", "DagBag", "filesystem_registry", "get_listener_manager", "import_string"]

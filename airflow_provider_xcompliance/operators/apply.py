@@ -8,10 +8,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow.sdk import Asset, BaseHook, BaseOperator
+from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_xcompliance import lineage, storage
 from airflow_provider_xcompliance.sql_names import Quoting
+from airflow_provider_xcompliance.version_compat import BaseHook
 from airflow_provider_xcompliance.warehouse import (
     ApplyRecord,
     apply_tables,

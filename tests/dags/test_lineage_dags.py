@@ -53,9 +53,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures
 def emitted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     """Events the OpenLineage provider's listener emits during the test, through an in-memory transport."""
     from airflow.providers.openlineage.plugins.listener import get_openlineage_listener
-    from airflow.sdk.listener import get_listener_manager
     from openlineage.client import OpenLineageClient
     from openlineage.client.transport import Transport
+
+    from tests.version_compat import get_listener_manager
 
     events: list[Any] = []
 
