@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-from airflow.sdk import BaseHook
 
 from airflow_provider_xcompliance import problems, redaction
 from airflow_provider_xcompliance.exceptions import (
@@ -31,6 +30,7 @@ from airflow_provider_xcompliance.exceptions import (
 )
 from airflow_provider_xcompliance.models import Job
 from airflow_provider_xcompliance.retry import CANCEL_JOB, GET_JOB, CallRetry, RateLimitTracker, RetryPolicy
+from airflow_provider_xcompliance.version_compat import BaseHook, aget_connection
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class XComplianceAsyncHook(BaseHook):
 
     async def _aload_settings(self) -> _Settings:
         if self._settings is None:
-            self._settings = _settings_from(await self.aget_connection(self.x_conn_id))
+            self._settings = _settings_from(await aget_connection(self, self.x_conn_id))
             await redaction.amask(self._settings.token)
         return self._settings
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowTaskTerminated
 
 from airflow_provider_xcompliance import lifecycle, storage
 from airflow_provider_xcompliance.exceptions import (
@@ -43,7 +42,7 @@ from airflow_provider_xcompliance.plan import StoredPlan
 from airflow_provider_xcompliance.task_state import task_state
 from airflow_provider_xcompliance.transfers import LineCounter
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
-from airflow_provider_xcompliance.version_compat import conf
+from airflow_provider_xcompliance.version_compat import AirflowTaskTerminated, conf
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

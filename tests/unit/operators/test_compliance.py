@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowTaskTerminated, TaskDeferred
 
 from airflow_provider_xcompliance import storage
 from airflow_provider_xcompliance.exceptions import (
@@ -36,6 +35,7 @@ from airflow_provider_xcompliance.operators.compliance import (
     XComplianceRunJobOperator,
 )
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
+from airflow_provider_xcompliance.version_compat import AirflowTaskTerminated, TaskDeferred
 from tests.conftest import record_calls
 from tests.unit.jobs import make_job
 
