@@ -19,6 +19,7 @@ from airflow_provider_xcompliance.actions import effective_action
 from airflow_provider_xcompliance.operators.apply import XComplianceApplyOperator
 from airflow_provider_xcompliance.operators.compliance import XComplianceRunJobOperator
 from airflow_provider_xcompliance.operators.report import XComplianceResultsToParquetOperator
+from airflow_provider_xcompliance.version_compat import AIRFLOW_V_3_1_PLUS
 
 X_CONN_ID = "x_apply"  # not x_default: DAG parsing imports tests/conftest.py, which drops that one
 POSTS_APPLIED = Asset("x-compliance://warehouse/analytics/posts")
@@ -155,6 +156,10 @@ def audit(out: Path, conn_id: str, table: str) -> dict[str, Any]:
     return json.loads((out / "tables" / f"_applied-{conn_id}-{table}.json").read_text())
 
 
+@pytest.mark.skipif(
+    not AIRFLOW_V_3_1_PLUS,
+    reason="Airflow 3.0's dag.test() does not register a DAG's assets: its asset outlets fail as inactive",
+)
 def test_run_report_apply_brings_postgres_and_duckdb_into_line_twice(
     warehouses: dict[str, Any], tmp_path: Path
 ) -> None:
