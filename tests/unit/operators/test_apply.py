@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import duckdb
@@ -17,6 +15,7 @@ from airflow_provider_xcompliance.operators.apply import (
     audit_file_name,
     tables_location,
 )
+from tests.unit.operators.outlets import OutletEvents
 from tests.unit.result_tables import write_tables
 
 
@@ -58,7 +57,7 @@ def test_the_tables_folder_comes_from_the_report_xcom_or_is_given() -> None:
 def test_execute_applies_the_tables_and_writes_the_audit_record_beside_them(
     tables: Path, warehouse: Path
 ) -> None:
-    events: defaultdict[Asset, SimpleNamespace] = defaultdict(SimpleNamespace)
+    events = OutletEvents()
     asset = Asset("x-compliance://warehouse/posts")
 
     record = operator({"destination": str(tables)}, outlets=[asset]).execute(

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -14,6 +12,7 @@ from airflow.sdk import Asset
 
 from airflow_provider_xcompliance.exceptions import ResultsRejectedError
 from airflow_provider_xcompliance.operators.report import XComplianceResultsToParquetOperator, result_sources
+from tests.unit.operators.outlets import OutletEvents
 
 LINES = [
     {"id": "1265324480517361664", "action": "delete", "created_at": "2019-10-29T17:02:47.000Z",
@@ -69,16 +68,6 @@ def test_execute_writes_a_table_per_action_and_returns_the_summary(tmp_path: Pat
     assert delete[0]["id"] == 1265324480517361664
     assert delete[0]["job_id"] == "1425543269983784962"
     assert json.loads((tmp_path / "tables" / "_summary.json").read_text())["rows_written"] == 2
-
-
-class OutletEvents:
-    """Airflow's ``outlet_events`` accessor: keyed by the asset's URI (an Asset is unhashable before 3.2)."""
-
-    def __init__(self) -> None:
-        self.by_uri: defaultdict[str, SimpleNamespace] = defaultdict(SimpleNamespace)
-
-    def __getitem__(self, asset: Asset) -> SimpleNamespace:
-        return self.by_uri[asset.uri]
 
 
 def test_asset_outlets_carry_the_row_counts(tmp_path: Path) -> None:
