@@ -49,10 +49,11 @@ def as_path(value: PathInput) -> Any:
         from upath import UPath  # only needed for object storage
 
         return UPath(value)
+    # Before universal-pathlib 0.3 an object-storage UPath is a PurePath too: its protocol decides first.
+    if getattr(value, "protocol", None) and isinstance(value, OpenablePath):
+        return Path(str(value.path)) if is_local(value) else value  # type: ignore[attr-defined]
     if isinstance(value, PurePath) or not isinstance(value, OpenablePath):
         if isinstance(value, os.PathLike):
             return Path(os.fspath(value))
         raise TypeError(f"Not a path: {value!r}")
-    if is_local(value):
-        return Path(str(value.path))  # type: ignore[attr-defined]
     return value

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack
 from functools import partial
-from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
@@ -15,6 +14,7 @@ from airflow_provider_xcompliance.exceptions import IdSourceError
 from airflow_provider_xcompliance.ids.columns import column_batch, pick_column
 from airflow_provider_xcompliance.ids.sources import IdFile
 from airflow_provider_xcompliance.ids.values import BatchCall
+from airflow_provider_xcompliance.paths import is_local
 
 
 def read_parquet(file: IdFile, id_column: str | None, block_size: int) -> Iterator[BatchCall]:
@@ -26,7 +26,7 @@ def read_parquet(file: IdFile, id_column: str | None, block_size: int) -> Iterat
         )
     with ExitStack() as stack:
         # pyarrow reads a local Parquet path natively: faster than through a Python file object
-        native = isinstance(file.path, Path)
+        native = is_local(file.path)
         stream: Any = file.source if native else stack.enter_context(file.open())
         yield from _parquet_batches(stream, file.source, id_column, block_size)
 

@@ -8,11 +8,10 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any, TypeAlias
 
 from airflow_provider_xcompliance.exceptions import IdSourceError
-from airflow_provider_xcompliance.paths import OpenablePath, as_path
+from airflow_provider_xcompliance.paths import OpenablePath, as_path, is_local
 
 IdSource: TypeAlias = "str | os.PathLike[str] | OpenablePath"
 IdSources: TypeAlias = "IdSource | Sequence[IdSource]"
@@ -122,7 +121,7 @@ def source_fingerprint(sources: IdSources) -> tuple[SourceFile, ...]:
 
 
 def _source_file(path: Any) -> SourceFile:
-    if isinstance(path, Path) and not getattr(path, "protocol", ""):  # an older UPath is a Path too
+    if is_local(path):
         stat = path.stat()
         return SourceFile(str(path), stat.st_size, f"modified {stat.st_mtime_ns}")
     path.fs.invalidate_cache(path.path)  # a listing this process cached earlier must not hide a rewrite

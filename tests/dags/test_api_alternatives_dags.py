@@ -7,6 +7,7 @@ file and a test module, like ``test_lifecycle_dags.py``.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any
@@ -81,7 +82,8 @@ FLAGS = {
 def error_lines(output: Any) -> list[str]:
     """Log lines at ERROR level in what a run printed (Airflow's console format and the stdlib's)."""
     text = output.out + output.err
-    return [line for line in text.splitlines() if "[error" in line.lower() or " ERROR " in line]
+    # The level token only: a rendered traceback may quote source lines that mention errors.
+    return [line for line in text.splitlines() if re.search(r"\[error\s*\]|\bERROR - ", line, re.IGNORECASE)]
 
 
 def crashed_once(capfd: Any) -> Any:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -404,9 +405,9 @@ def test_timeout_event_fails_even_when_cancel_is_unsupported(hook, ti, ids_file,
     with pytest.raises(JobTimeoutError, match="left to finish on X's side"):
         op.execute_complete(context_of(ti), event=event("timeout", hook.created[0], "in_progress"))
     logged = capsys.readouterr().out
-    assert "[warning  ] Job" in logged
-    assert "will finish on X's side" in logged
-    assert "[error" not in logged
+    # Airflow 3.3 renders levels as "[warning  ]", 3.0 as "WARNING -"
+    assert re.search(r"warning.*Job .*will finish on X's side", logged, re.IGNORECASE)
+    assert not re.search(r"\[error|\bERROR\b", logged)
 
 
 def test_on_kill_without_cancel_logs_that_the_job_finishes_on_its_own(hook, ti, ids_file, tmp_path, capsys):
@@ -417,7 +418,7 @@ def test_on_kill_without_cancel_logs_that_the_job_finishes_on_its_own(hook, ti, 
     op.on_kill()
     logged = capsys.readouterr().out
     assert "has no cancel" in logged
-    assert "[error" not in logged
+    assert not re.search(r"\[error|\bERROR\b", logged)
 
 
 def test_without_cancel_a_lapsed_job_is_waited_out_then_replaced(hook, ti, ids_file):
