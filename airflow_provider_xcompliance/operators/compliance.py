@@ -9,36 +9,30 @@ and the hook.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_xcompliance import lifecycle, storage
 from airflow_provider_xcompliance.exceptions import (
-    CancelNotSupportedError,
     InvalidIdsError,
     JobConflictError,
-    JobExpiredError,
-    JobFailedError,
     JobTimeoutError,
-    UploadRejectedError,
-    UploadUrlExpiredError,
     XComplianceError,
 )
 from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 from airflow_provider_xcompliance.ids import Fmt, IdChunk, OnInvalid, PreparedIds, prepare_ids
-from airflow_provider_xcompliance.lifecycle import ChunkRecord, Step
+from airflow_provider_xcompliance.lifecycle import ChunkRecord
 from airflow_provider_xcompliance.models import Job, JobStatus, JobType
 from airflow_provider_xcompliance.naming import job_name
 from airflow_provider_xcompliance.plan import StoredPlan
+from airflow_provider_xcompliance.runner import MISSED_DEADLINE, JobRunner, Stage, Wait
 from airflow_provider_xcompliance.task_state import task_state
 from airflow_provider_xcompliance.transfers import LineCounter
 from airflow_provider_xcompliance.triggers.compliance import XComplianceJobTrigger
@@ -47,46 +41,19 @@ from airflow_provider_xcompliance.version_compat import AirflowTaskTerminated, c
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-# Creates that conflict while no job visibly holds the slot (it ended between the two calls) before giving up.
-MAX_INVISIBLE_CONFLICTS = 3
 UI_COLOR = "#cfe8fc"
-_MISSED_DEADLINE = "it missed the task's deadline"
 
 
-class XComplianceCreateJobOperator(BaseOperator):
-    """Validate an ID source, create a compliance job and upload the IDs; returns the job id.
+class _XComplianceJobOperator(BaseOperator):
+    """What the create and run operators share: their parameters, ID staging, the job runner and kills.
 
-    The job id is pushed to XCom (key ``job_id``) the moment the job exists. A retry finds the job by its
-    deterministic name: an uploaded job is returned as is, a created one still inside its upload window gets
-    the upload, a failed or expired one is replaced. When another job of the same type holds the app's
-    single slot, the operator waits for it (deferred when ``deferrable``) or fails fast
-    (``on_conflict="fail"``), naming the job that holds it.
-
-    Nothing is carried in the resume kwargs of a deferral: a resumed task rebuilds its position from the
-    trigger event, the API (jobs by name) and the destination, so resuming and retrying share one path.
-
-    :param job_type: ``tweets`` or ``users``.
-    :param ids: ID source: a file, folder, glob or list of them, local or object storage (templated).
-    :param name: readable prefix of the job name (templated); a hash of DAG, task, run and chunk is always
-        appended, so the same name in two runs never reattaches the wrong job.
-    :param resumable: create a resumable job and upload it in chunks that survive a broken connection.
-    :param x_conn_id: the X API connection.
-    :param ids_format: ``text``, ``csv`` or ``parquet``; by default from the file suffix.
-    :param id_column: the ID column of CSV or Parquet sources.
-    :param on_invalid: ``fail`` (before any job exists) or ``skip`` (invalid lines are counted and written to
-        a rejects file).
-    :param dedupe: remove duplicate IDs (within a bounded memory; spills to disk beyond it).
-    :param on_conflict: ``wait`` for the job that holds the slot, or ``fail`` at once.
-    :param slot_wait_timeout: seconds to wait for the slot before failing.
-    :param poll_interval: seconds between status checks (stretched when the rate window runs low).
-    :param timeout: seconds the whole try may take (waits included); ``execution_timeout`` also counts.
-    :param deferrable: wait in the triggerer instead of holding a worker slot.
-    :param max_transient_errors: transient poll failures in a row a deferred wait tolerates.
+    Each call of a try (execute, or a resume after a deferral) composes a fresh
+    :class:`~airflow_provider_xcompliance.runner.JobRunner` and carries on from what the API and the
+    destination show; the subclass says what one call does (:meth:`_proceed`).
     """
 
     template_fields: Sequence[str] = ("ids", "name")
     ui_color = UI_COLOR
-    max_ids_per_job: int | None = None  # one job: splitting needs the run operator, which waits between jobs
 
     def __init__(
         self,
@@ -124,13 +91,17 @@ class XComplianceCreateJobOperator(BaseOperator):
         self.timeout = timeout
         self.deferrable = deferrable
         self.max_transient_errors = max_transient_errors
-        self._job_id: str | None = None  # our unfinished job, for on_kill
-        self._slot_deadline: float | None = None  # end of the current wait for another job's slot
+        self.max_ids_per_job: int | None = None  # one job unless the operator can wait between jobs
+        self._runner: JobRunner | None = None  # this call's, for on_kill
         self._running = False  # inside execute: a kill now interrupts the task (on_kill)
 
     @cached_property
     def hook(self) -> XComplianceHook:
         return XComplianceHook(self.x_conn_id)
+
+    def _proceed(self, context: Context, runner: JobRunner) -> Any:
+        """Carry on from wherever this task run stands: a first try, a retry and a resume take one path."""
+        raise NotImplementedError
 
     # --- entry points ---
 
@@ -146,8 +117,8 @@ class XComplianceCreateJobOperator(BaseOperator):
                 f"{self.slot_wait_timeout:.0f} s; try again later or cancel that job"
             )
         self.log.info("Job %s no longer holds the slot: %s", event["job_id"], event.get("message"))
-        self._slot_deadline = event.get("deadline")  # a new conflict keeps waiting against the same bound
-        return self._carry_on(context)
+        # A new conflict keeps waiting against the same bound.
+        return self._carry_on(context, slot_deadline=event.get("deadline"))
 
     def on_kill(self) -> None:
         """Stop at once when killed mid-run; cancel the job only when the task is stopped for good.
@@ -161,50 +132,83 @@ class XComplianceCreateJobOperator(BaseOperator):
         """
         if self._running:
             raise AirflowTaskTerminated(f"Task {self.task_id} was stopped while running")
-        if self._job_id:  # the try has already ended (its execution_timeout): nothing will reattach to it
-            self._cancel_quietly(self._job_id, "the task was killed")
+        runner = self._runner
+        if runner and runner.job_id:  # the try has already ended (its execution_timeout): no one reattaches
+            runner.cancel_quietly(runner.job_id, "the task was killed")
 
-    def _carry_on(self, context: Context) -> Any:
-        """:meth:`_proceed`, marked as running so that a kill stops it (see :meth:`on_kill`)."""
+    def _carry_on(self, context: Context, slot_deadline: float | None = None) -> Any:
+        """:meth:`_proceed` with a fresh runner, marked as running so that a kill stops it (see on_kill)."""
+        self._runner = runner = self._new_runner(context, slot_deadline)
         self._running = True
         try:
-            return self._proceed(context)
+            return self._proceed(context, runner)
         except AirflowTaskTerminated:
-            self._after_kill(context)
+            self._after_kill(context, runner)
             raise
         finally:
             self._running = False
 
-    def _after_kill(self, context: Context) -> None:
+    def _after_kill(self, context: Context, runner: JobRunner) -> None:
         """Cancel a killed try's job only if the task is stopped for good; else leave it to the next try."""
         try:
             state = task_state(context["ti"])
         except Exception as error:
             state = None
             self.log.warning("Could not read this task's state after the kill: %s", error)
-        if self._job_id and lifecycle.stopped_for_good(state):
-            self._cancel_quietly(self._job_id, f"the task was stopped ({state})")
-        elif self._job_id:
-            self.log.info("Leaving job %s for the next try: this task is %s", self._job_id, state)
+        if runner.job_id and lifecycle.stopped_for_good(state):
+            runner.cancel_quietly(runner.job_id, f"the task was stopped ({state})")
+        elif runner.job_id:
+            self.log.info("Leaving job %s for the next try: this task is %s", runner.job_id, state)
         if state == "running":  # the server did not stop it: the worker is shutting down, so let it retry
             raise XComplianceError(
-                f"The worker stopped task {self.task_id} mid-run; a retry carries on with job {self._job_id}"
+                f"The worker stopped task {self.task_id} mid-run; a retry carries on with job {runner.job_id}"
             )
 
-    def _proceed(self, context: Context) -> Any:
-        """Carry on from wherever this task run stands: a first try, a retry and a resume take one path."""
-        prepared = self._prepare_ids(context)
-        job = self._start_job(context, prepared.chunks[0], self._job_name(context, None))
-        self._job_id = None  # uploaded: waiting (and cancelling) is someone else's business now
-        for chunk in prepared.chunks:  # the rejects file, if any, stays for the user
-            chunk.path.unlink(missing_ok=True)
-        return job.id
+    # --- the job runner and its Airflow callbacks ---
 
-    def _deadline(self, context: Context) -> float | None:
-        """This try's deadline: its start (kept across deferrals) plus ``timeout``/``execution_timeout``."""
-        start = context["ti"].start_date
-        return lifecycle.run_deadline(
+    def _new_runner(self, context: Context, slot_deadline: float | None = None) -> JobRunner:
+        start = context["ti"].start_date  # kept across deferrals: the deadline bounds the whole try
+        deadline = lifecycle.run_deadline(
             start.timestamp() if start else time.time(), self.timeout, self.execution_timeout
+        )
+        return JobRunner(
+            self.hook,
+            self.job_type,
+            self.log,
+            resumable=self.resumable,
+            on_conflict=self.on_conflict,
+            slot_wait_timeout=self.slot_wait_timeout,
+            poll_interval=self.poll_interval,
+            deadline=deadline,
+            on_job=lambda job: context["ti"].xcom_push(key="job_id", value=job.id),
+            defer=self._defer_wait if self.deferrable else None,
+            slot_deadline=slot_deadline,
+        )
+
+    def _defer_wait(self, wait: Wait, job_id: str, deadline: float | None) -> NoReturn:
+        """Hand a wait to the triggerer; only our own job is cancelled if the task is stopped meanwhile."""
+        self.defer(
+            trigger=XComplianceJobTrigger(
+                job_id=job_id,
+                x_conn_id=self.x_conn_id,
+                poll_interval=self.poll_interval,
+                deadline=deadline,
+                max_transient_errors=self.max_transient_errors,
+                cancel_on_kill=wait is Wait.JOB,
+            ),
+            method_name="execute_complete" if wait is Wait.JOB else "execute_after_slot_wait",
+            timeout=lifecycle.defer_timeout(deadline, time.time()),
+        )
+
+    def _job_name(self, context: Context, chunk: int | None) -> str:
+        ti = context["ti"]
+        return job_name(
+            ti.dag_id,
+            ti.task_id,
+            ti.run_id,
+            map_index=-1 if ti.map_index is None else ti.map_index,
+            chunk=chunk,
+            label=self.name,
         )
 
     # --- IDs ---
@@ -212,27 +216,6 @@ class XComplianceCreateJobOperator(BaseOperator):
     def _staging_dir(self, context: Context) -> Path:
         # Deterministic per task run, so a resume on the same machine reuses the normalised files.
         return Path(tempfile.gettempdir()) / "xcompliance-ids" / self._job_name(context, None)
-
-    def _prepare_ids(self, context: Context) -> PreparedIds:
-        """Validated, normalised ID files: reused from an earlier call of this task run when still on disk.
-
-        A source without a single valid ID fails here, before any job exists.
-        """
-        staging = self._staging_dir(context)
-        manifest = staging / "manifest.json"
-        if manifest.exists():
-            prepared = PreparedIds.load(manifest)
-            if all(chunk.path.exists() for chunk in prepared.chunks):
-                return prepared
-        prepared = self._read_ids(staging)
-        self._ids_prepared(context, prepared)
-        if not prepared.chunks:  # no manifest either: a retry reads the source again (it may be fixed)
-            counts = prepared.counts.as_dict()
-            raise InvalidIdsError(
-                f"No valid ID in {self.ids!r}: nothing to upload, no job created ({counts})"
-            )
-        prepared.save(manifest)
-        return prepared
 
     def _id_options(self) -> dict[str, Any]:
         """The settings that decide how the IDs are split into chunks."""
@@ -256,167 +239,80 @@ class XComplianceCreateJobOperator(BaseOperator):
             max_ids_per_job=self.max_ids_per_job,
         )
 
-    def _ids_prepared(self, context: Context, prepared: PreparedIds) -> None:
+    def _staged_ids(self, context: Context) -> PreparedIds:
+        """Validated, normalised ID files: reused from an earlier call of this task run when still on disk.
+
+        A source without a single valid ID fails here, before any job exists.
+        """
+        staging = self._staging_dir(context)
+        manifest = staging / "manifest.json"
+        if manifest.exists():
+            prepared = PreparedIds.load(manifest)
+            if all(chunk.path.exists() for chunk in prepared.chunks):
+                return prepared
+        prepared = self._read_ids(staging)
+        self._publish_counts(context, prepared)
+        if not prepared.chunks:  # no manifest either: a retry reads the source again (it may be fixed)
+            counts = prepared.counts.as_dict()
+            raise InvalidIdsError(
+                f"No valid ID in {self.ids!r}: nothing to upload, no job created ({counts})"
+            )
+        prepared.save(manifest)
+        return prepared
+
+    def _publish_counts(self, context: Context, prepared: PreparedIds) -> None:
+        """The validation counts to XCom, and a warning naming where the skipped IDs are listed."""
         context["ti"].xcom_push(key="ids", value=prepared.counts.as_dict())
         if prepared.rejects_path is not None:
-            self.log.warning(
-                "%d invalid IDs skipped, listed in %s", prepared.counts.invalid, prepared.rejects_path
-            )
+            where = self._keep_rejects(context, prepared.rejects_path)
+            self.log.warning("%d invalid IDs skipped, listed in %s", prepared.counts.invalid, where)
 
-    # --- jobs ---
-
-    def _job_name(self, context: Context, chunk: int | None) -> str:
-        ti = context["ti"]
-        return job_name(
-            ti.dag_id,
-            ti.task_id,
-            ti.run_id,
-            map_index=-1 if ti.map_index is None else ti.map_index,
-            chunk=chunk,
-            label=self.name,
-        )
-
-    def _track(self, context: Context, job: Job) -> None:
-        """Make the job findable before anything else can fail: XCom and a log line that identifies it."""
-        self._job_id = job.id
-        context["ti"].xcom_push(key="job_id", value=job.id)
-        self.log.info(
-            "Compliance job %s (%s, name %s) is %s", job.id, job.type.value, job.name, job.status.value
-        )
-
-    def _start_job(self, context: Context, chunk: IdChunk, name: str) -> Job:
-        """Reattach to this chunk's job or create it, and upload its IDs if that is still to do."""
-        existing = self.hook.find_job(self.job_type, name)
-        if existing is not None:  # made by an earlier try of this task: with the protocol it asked for
-            existing = existing.as_requested(self.resumable)
-        step = lifecycle.reattach_step(existing, datetime.now(timezone.utc))
-        if existing is not None and step is Step.CREATE:
-            # Replacing a job that still holds the slot can only mean its upload window is closing.
-            why = (
-                "its upload window closes too soon"
-                if existing.status.holds_slot
-                else f"it is {existing.status.value}"
-            )
-            job = self._replace(context, existing, name, why)
-        else:
-            job = existing or self._create(context, name)
-            self._track(context, job)
-        return self._upload(context, job, chunk, name) if step in (Step.CREATE, Step.UPLOAD) else job
-
-    def _create(self, context: Context, name: str) -> Job:
-        """Create the job, first waiting out whichever job holds the type's single slot."""
-        conflicts_without_holder = 0
-        while True:
-            try:
-                job = self.hook.create_job(self.job_type, name=name, resumable=self.resumable)
-            except JobConflictError:
-                holder = lifecycle.slot_holder(self.hook.list_jobs(self.job_type), self.job_type)
-                if holder is None:
-                    conflicts_without_holder += 1
-                    if conflicts_without_holder < MAX_INVISIBLE_CONFLICTS:
-                        continue  # the holder ended between the two calls: try again
-                self._wait_for_slot(context, holder)
-            else:
-                self._slot_deadline = None
-                return job
-
-    def _wait_for_slot(self, context: Context, holder: Job | None) -> None:
-        """Wait (bounded) until ``holder`` leaves the slot: defers, or polls when not deferrable."""
-        kind = self.job_type.value
-        who = f"job {holder.id} (name {holder.name}, {holder.status.value})" if holder else "an unlisted job"
-        if self.on_conflict == "fail" or holder is None:
-            raise JobConflictError(
-                f"The app's single {kind} slot is held by {who}: wait for it to end or cancel it "
-                "(on_conflict='wait' waits for it)"
-            )
-        now = time.time()
-        if self._slot_deadline is None:
-            deadline = self._deadline(context)
-            task_bound = deadline if deadline is not None else float("inf")
-            self._slot_deadline = min(now + self.slot_wait_timeout, task_bound)
-        self.log.warning("The %s slot is held by %s: waiting until %s", kind, who, _utc(self._slot_deadline))
-        if self.deferrable:
-            self.defer(
-                trigger=self._trigger(holder.id, self._slot_deadline, cancel_on_kill=False),
-                method_name="execute_after_slot_wait",
-                timeout=lifecycle.defer_timeout(self._slot_deadline, now),
-            )
-        try:
-            self.hook.wait_for_job(holder.id, self.poll_interval, timeout=max(self._slot_deadline - now, 0.0))
-        except (JobFailedError, JobExpiredError):
-            pass  # ended badly, but ended: the slot is free either way
-        except JobTimeoutError as error:
-            raise JobConflictError(
-                f"The {kind} slot was still held by {who} at the end of the wait"
-            ) from error
-
-    def _upload(self, context: Context, job: Job, chunk: IdChunk, name: str) -> Job:
-        # Only a closed window: a reattached job was held to the margin already, and holding a fresh one to
-        # it would replace job after job where the API's window is shorter than the margin.
-        if job.upload_expired(datetime.now(timezone.utc)):
-            job = self._replace(context, job, name, "its upload window has closed")
-        try:
-            self.hook.upload_ids(job, chunk.path)
-        except UploadUrlExpiredError:
-            job = self._replace(context, job, name, "its upload URL expired during the upload")
-            self.hook.upload_ids(job, chunk.path)
-        except UploadRejectedError as error:
-            self._cancel_quietly(job.id, "its upload was rejected")
-            raise UploadRejectedError(
-                f"Upload to job {job.id} rejected: {error}.{lifecycle.size_hint(chunk.ids)}"
-            ) from error
-        return self.hook.get_job(job.id)  # the status check before any wait
-
-    def _replace(self, context: Context, job: Job, name: str, why: str) -> Job:
-        self.log.warning("Not using job %s because %s: creating a fresh one", job.id, why)
-        if job.status.holds_slot:  # cancelling frees the slot at once where the API can cancel
-            self._cancel_quietly(job.id, why)
-        fresh = self._create(context, name)
-        self._track(context, fresh)
-        return fresh
-
-    def _trigger(
-        self, job_id: str, deadline: float | None, cancel_on_kill: bool = True
-    ) -> XComplianceJobTrigger:
-        return XComplianceJobTrigger(
-            job_id=job_id,
-            x_conn_id=self.x_conn_id,
-            poll_interval=self.poll_interval,
-            deadline=deadline,
-            max_transient_errors=self.max_transient_errors,
-            cancel_on_kill=cancel_on_kill,
-        )
-
-    def _cancel_quietly(self, job_id: str, why: str) -> bool:
-        """Best-effort cancel: the task fails or abandons the job anyway, so a failed cancel only logs.
-
-        Returns whether the job was cancelled. Cancel is optional in X's API (absent from most spec
-        versions): without it the job finishes on X's side, or expires by itself 15 minutes after its
-        creation when nothing was uploaded, and a replacement waits for the slot until then.
-        """
-        try:
-            self.hook.cancel_job(job_id)
-        except CancelNotSupportedError:
-            self.log.warning(
-                "Job %s is not cancelled (%s): this X API has no cancel, so it will finish on X's side, "
-                "or expire by itself if nothing was uploaded",
-                job_id,
-                why,
-            )
-        except Exception as error:
-            self.log.warning(
-                "Could not cancel job %s (%s): %s. It will finish on X's side or expire by itself",
-                job_id,
-                why,
-                error,
-            )
-        else:
-            self.log.info("Cancelled job %s because %s", job_id, why)
-            return True
-        return False
+    def _keep_rejects(self, context: Context, rejects: Path) -> str:
+        """Where the skipped IDs' listing is kept for the user: here, the local staging folder."""
+        return str(rejects)
 
 
-class XComplianceRunJobOperator(XComplianceCreateJobOperator):
+class XComplianceCreateJobOperator(_XComplianceJobOperator):
+    """Validate an ID source, create a compliance job and upload the IDs; returns the job id.
+
+    The job id is pushed to XCom (key ``job_id``) the moment the job exists. A retry finds the job by its
+    deterministic name: an uploaded job is returned as is, a created one still inside its upload window gets
+    the upload, a failed or expired one is replaced. When another job of the same type holds the app's
+    single slot, the operator waits for it (deferred when ``deferrable``) or fails fast
+    (``on_conflict="fail"``), naming the job that holds it.
+
+    Nothing is carried in the resume kwargs of a deferral: a resumed task rebuilds its position from the
+    trigger event, the API (jobs by name) and the destination, so resuming and retrying share one path.
+
+    :param job_type: ``tweets`` or ``users``.
+    :param ids: ID source: a file, folder, glob or list of them, local or object storage (templated).
+    :param name: readable prefix of the job name (templated); a hash of DAG, task, run and chunk is always
+        appended, so the same name in two runs never reattaches the wrong job.
+    :param resumable: create a resumable job and upload it in chunks that survive a broken connection.
+    :param x_conn_id: the X API connection.
+    :param ids_format: ``text``, ``csv`` or ``parquet``; by default from the file suffix.
+    :param id_column: the ID column of CSV or Parquet sources.
+    :param on_invalid: ``fail`` (before any job exists) or ``skip`` (invalid lines are counted and written to
+        a rejects file).
+    :param dedupe: remove duplicate IDs (within a bounded memory; spills to disk beyond it).
+    :param on_conflict: ``wait`` for the job that holds the slot, or ``fail`` at once.
+    :param slot_wait_timeout: seconds to wait for the slot before failing.
+    :param poll_interval: seconds between status checks (stretched when the rate window runs low).
+    :param timeout: seconds the whole try may take (waits included); ``execution_timeout`` also counts.
+    :param deferrable: wait in the triggerer instead of holding a worker slot.
+    :param max_transient_errors: transient poll failures in a row a deferred wait tolerates.
+    """
+
+    def _proceed(self, context: Context, runner: JobRunner) -> Any:
+        prepared = self._staged_ids(context)
+        job = runner.start(prepared.chunks[0], self._job_name(context, None))
+        runner.job_id = None  # uploaded: waiting (and cancelling) is someone else's business now
+        for chunk in prepared.chunks:  # the rejects file, if any, stays for the user
+            chunk.path.unlink(missing_ok=True)
+        return job.id
+
+
+class XComplianceRunJobOperator(_XComplianceJobOperator):
     """Run the whole compliance lifecycle in one task: validate, create, upload, wait, download.
 
     With ``max_ids_per_job`` the IDs are split into chunks run one after another (the API runs one unfinished
@@ -456,9 +352,11 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **_: Any) -> Any:
         """Resume when the running chunk's job ended: carry on from what the API and destination show."""
         event = lifecycle.checked_event(event)
-        self._job_id = job_id = event["job_id"]
+        job_id = event["job_id"]
         if event["status"] == "timeout":
-            cancelled = self._cancel_quietly(job_id, _MISSED_DEADLINE)
+            self._runner = runner = self._new_runner(context)
+            runner.job_id = job_id  # for a kill during the cancel
+            cancelled = runner.cancel_quietly(job_id, MISSED_DEADLINE)
             fate = "the job was cancelled" if cancelled else "the job was left to finish on X's side"
             raise JobTimeoutError(f"{event['message']}; {fate}")
         if event["status"] == "error":
@@ -471,9 +369,9 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
             raise ended or XComplianceError(event["message"])
         return self._carry_on(context)  # finds the job complete without results: downloads it, goes on
 
-    def _proceed(self, context: Context) -> Any:
+    def _proceed(self, context: Context, runner: JobRunner) -> Any:
         """Run the chunks the API and the destination do not show as finished, one job at a time."""
-        prepared = self._prepare_ids(context)
+        prepared = self._planned_ids(context)
         done = self._finished_chunks(context, prepared)
         for chunk in prepared.chunks[len(done) :]:
             remaining = sum(c.ids for c in prepared.chunks[chunk.index :])
@@ -482,8 +380,9 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
                 lifecycle.eta_message(chunk.index, len(prepared.chunks), chunk.ids, remaining, rate)
             )
             name = self._chunk_name(context, prepared, chunk.index)
-            job = self._wait(context, self._start_job(context, chunk, name), chunk)
+            job = runner.wait(runner.start(chunk, name, stage=self._stager(context)), chunk.ids)
             done.append(self._download(prepared, chunk, name, job))
+            runner.job_id = None  # complete and downloaded: nothing left for a kill to cancel
             context["ti"].xcom_push(key="chunks", value=done)
         shutil.rmtree(self._staging_dir(context), ignore_errors=True)
         self._plan(context).finish(prepared)
@@ -491,22 +390,26 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
 
     # --- the chunk plan, stored at the destination so a try on any worker can resume ---
 
-    def _prepare_ids(self, context: Context) -> PreparedIds:
+    def _planned_ids(self, context: Context) -> PreparedIds:
         """The chunks of this task run: from the plan at the destination (checked against the source, which
         is not read again), or read from the source once, staged at the destination and planned."""
         plan = self._plan(context)
         prepared = plan.load(self._read_ids)
         if prepared is not None:
-            super()._ids_prepared(context, prepared)  # a new try starts without its predecessors' XCom
+            self._publish_counts(context, prepared)  # a new try starts without its predecessors' XCom
             return prepared
         fingerprint = plan.fingerprint()  # before the read: a change during it shows at a retry
-        return plan.save(super()._prepare_ids(context), fingerprint)
+        return plan.save(self._staged_ids(context), fingerprint)
 
-    def _upload(self, context: Context, job: Job, chunk: IdChunk, name: str) -> Job:
-        """Upload a chunk, first fetching its IDs when this worker's disk does not hold them."""
-        if not chunk.path.exists():
-            self._plan(context).restage(chunk, self._read_ids)
-        return super()._upload(context, job, chunk, name)
+    def _stager(self, context: Context) -> Stage:
+        """Fetches a chunk's IDs from the plan when this worker's disk does not hold them."""
+        plan = self._plan(context)
+
+        def stage(chunk: IdChunk) -> None:
+            if not chunk.path.exists():
+                plan.restage(chunk, self._read_ids)
+
+        return stage
 
     def _plan(self, context: Context) -> StoredPlan:
         name = self._job_name(context, None)
@@ -523,14 +426,11 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
             self.log,
         )
 
-    def _ids_prepared(self, context: Context, prepared: PreparedIds) -> None:
-        """Publish the rejects beside the results, since the local staging folder is temporary."""
-        if prepared.rejects_path is not None:
-            target = self._rejects_file(context)
-            storage.copy(prepared.rejects_path, target)
-            prepared = dataclasses.replace(prepared, rejects_path=None)
-            self.log.warning("%d invalid IDs skipped, listed in %s", prepared.counts.invalid, target)
-        super()._ids_prepared(context, prepared)
+    def _keep_rejects(self, context: Context, rejects: Path) -> str:
+        """Beside the results, since the local staging folder is temporary."""
+        target = self._rejects_file(context)
+        storage.copy(rejects, target)
+        return target
 
     def _rejects_file(self, context: Context) -> str:
         name = self._job_name(context, None)
@@ -569,29 +469,9 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
             )
         return done
 
-    def _wait(self, context: Context, job: Job, chunk: IdChunk) -> Job:
-        """The job once complete: deferred to the trigger, or polled here when not deferrable."""
-        if job.status is JobStatus.COMPLETE:
-            return job
-        deadline = self._deadline(context)
-        if self.deferrable:
-            self.defer(
-                trigger=self._trigger(job.id, deadline),
-                method_name="execute_complete",
-                timeout=lifecycle.defer_timeout(deadline, time.time()),
-            )
-        left = None if deadline is None else max(deadline - time.time(), 0.0)
-        try:
-            return self.hook.wait_for_job(job.id, self.poll_interval, timeout=left)
-        except JobTimeoutError:
-            self._cancel_quietly(job.id, _MISSED_DEADLINE)
-            raise
-        except JobFailedError as error:
-            raise JobFailedError(job.id, lifecycle.with_size_hint(error.error, chunk.ids)) from error
-
     def _ids_of(self, context: Context, job_id: str) -> int | None:
         """How many IDs the chunk of this job held (for the size hint of a failed job)."""
-        prepared, name = self._prepare_ids(context), self.hook.get_job(job_id).name
+        prepared, name = self._planned_ids(context), self.hook.get_job(job_id).name
         sizes = {self._chunk_name(context, prepared, c.index): c.ids for c in prepared.chunks}
         return sizes.get(name or "")
 
@@ -599,7 +479,6 @@ class XComplianceRunJobOperator(XComplianceCreateJobOperator):
         report = self.hook.download_results(job, self._results_file(name, chunk.index, len(prepared.chunks)))
         # From creation to results: the chunk's whole duration, which is what an ETA needs.
         seconds = time.time() - job.created_at.timestamp() if job.created_at else None
-        self._job_id = None  # complete: nothing left for on_kill to cancel
         self.log.info(
             "Chunk %d: %d result lines from job %s at %s", chunk.index + 1, report.lines, job.id, report.uri
         )
@@ -693,7 +572,3 @@ def _count_lines(uri: str) -> int:
         while block := handle.read(storage.COPY_CHUNK):
             counter.add(counter.counted, block)
     return counter.lines
-
-
-def _utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc)

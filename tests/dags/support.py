@@ -54,10 +54,17 @@ class WorkerCrashError(RuntimeError):
 class CrashAfterCreateOperator(XComplianceRunJobOperator):
     """Dies right after its first try created the job, before uploading anything."""
 
-    def _track(self, context: Any, job: Any) -> None:
-        super()._track(context, job)
-        if context_try() == 1:
-            raise WorkerCrashError(f"worker died after creating job {job.id}")
+    def _new_runner(self, context: Any, slot_deadline: float | None = None) -> Any:
+        runner = super()._new_runner(context, slot_deadline)
+        publish = runner.on_job
+
+        def publish_then_die(job: Any) -> None:
+            publish(job)
+            if context_try() == 1:
+                raise WorkerCrashError(f"worker died after creating job {job.id}")
+
+        runner.on_job = publish_then_die
+        return runner
 
 
 def context_try() -> int:

@@ -40,11 +40,11 @@ S3_TASK = {
 class NewWorkerPerTryOperator(CrashBetweenChunksOperator):
     """Dies between chunks on its first try; every try starts on an empty local disk of its own."""
 
-    def _proceed(self, context: Any) -> Any:  # every entry: a first start, a resume, a retry
+    def _proceed(self, context: Any, runner: Any) -> Any:  # every entry: a first start, a resume, a retry
         disk = Path(context["dag_run"].conf["disks"]) / f"try-{context_try()}"
         disk.mkdir(parents=True, exist_ok=True)
         tempfile.tempdir = str(disk)
-        return super()._proceed(context)
+        return super()._proceed(context, runner)
 
 
 class SourceRewrittenOperator(NewWorkerPerTryOperator):
