@@ -23,7 +23,7 @@ from tests.unit.jobs import FakeHook, make_job
 log = logging.getLogger("test_runner")
 
 
-class Deferred(Exception):
+class DeferredError(Exception):
     """Stands for Airflow's TaskDeferred: what a defer callback raises."""
 
 
@@ -48,7 +48,7 @@ def deferrals() -> tuple[list[tuple[Wait, str, float | None]], Any]:
 
     def defer(wait: Wait, job_id: str, deadline: float | None) -> NoReturn:
         seen.append((wait, job_id, deadline))
-        raise Deferred
+        raise DeferredError
 
     return seen, defer
 
@@ -82,10 +82,11 @@ def test_a_held_slot_is_handed_to_the_triggerer_bounded_by_the_try(api, chunk):
     seen, defer = deferrals()
     deadline = time.time() + 60
     runner = runner_of(api, defer=defer, deadline=deadline, slot_wait_timeout=3600)
-    with pytest.raises(Deferred):
+    with pytest.raises(DeferredError):
         runner.start(chunk, "run-1")
     assert seen == [(Wait.SLOT, holder.id, deadline)]
-    assert runner.slot_deadline == deadline and runner.job_id is None
+    assert runner.slot_deadline == deadline
+    assert runner.job_id is None
 
 
 def test_a_held_slot_fails_at_once_when_told_to(api, chunk):
@@ -98,7 +99,7 @@ def test_waiting_for_our_job_is_deferred_with_the_try_deadline(api, chunk):
     seen, defer = deferrals()
     runner = runner_of(api, defer=defer, deadline=123.0)
     job = runner.start(chunk, "run-1")
-    with pytest.raises(Deferred):
+    with pytest.raises(DeferredError):
         runner.wait(job, chunk.ids)
     assert seen == [(Wait.JOB, job.id, 123.0)]
     assert runner.job_id == job.id  # still ours to cancel until it completes
