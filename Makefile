@@ -49,9 +49,8 @@ test: lint typecheck
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-floor
 
-# Not yet on the floor: the deployment test's trigger never polls under Airflow 3.0.6's triggerer (open).
 test-floor: $(FLOOR_STAMP)
-	$(FLOOR_PY) -m pytest -q --ignore=tests/deployment $(PYTEST_ARGS)
+	$(FLOOR_PY) -m pytest -q $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) .demo .pytest_cache .mypy_cache .ruff_cache

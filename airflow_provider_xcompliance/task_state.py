@@ -6,8 +6,9 @@ database directly, so the same call works in a worker, in a triggerer and on any
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
+
+from airflow_provider_xcompliance.version_compat import call_supervisor
 
 
 def _state_key(task_id: str, map_index: int | None) -> str:
@@ -38,4 +39,4 @@ def task_state(ti: Any) -> str | None:
 
 async def atask_state(ti: Any) -> str | None:
     """:func:`task_state` for the event loop: the request runs in a thread, so the loop never waits on it."""
-    return await asyncio.to_thread(task_state, ti)
+    return await call_supervisor(task_state, ti)

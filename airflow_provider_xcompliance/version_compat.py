@@ -9,10 +9,14 @@ are imported from Airflow directly.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from airflow import __version__ as _airflow_version
+from asgiref.sync import sync_to_async
 from packaging.version import Version
+
+T = TypeVar("T")
 
 
 def _base_version() -> tuple[int, int, int]:
@@ -53,7 +57,19 @@ async def aget_connection(hook: BaseHook, conn_id: str) -> Any:
     """The hook's connection, read without blocking the event loop (3.1 added ``aget_connection``)."""
     if AIRFLOW_V_3_1_PLUS:
         return await hook.aget_connection(conn_id)
-    return await asyncio.to_thread(hook.get_connection, conn_id)
+    return await call_supervisor(hook.get_connection, conn_id)
+
+
+async def call_supervisor(function: Callable[..., T], *args: Any) -> T:
+    """A sync Task SDK call (one that asks the supervisor) made from the event loop without blocking it.
+
+    Before 3.1 a triggerer answers such calls through asgiref, which must find the triggerer's own loop:
+    ``sync_to_async`` carries it into the worker thread, where a bare ``asyncio.to_thread`` call crashes the
+    whole trigger runner ("attached to a different loop").
+    """
+    if AIRFLOW_V_3_1_PLUS:
+        return await asyncio.to_thread(function, *args)
+    return await sync_to_async(function)(*args)
 
 
 def secrets_masker() -> Any:
@@ -89,6 +105,7 @@ __all__ = [
     "TaskDeferred",
     "aget_connection",
     "amask_secret",
+    "call_supervisor",
     "conf",
     "secrets_masker",
 ]
