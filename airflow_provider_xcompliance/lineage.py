@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_xcompliance.paths import is_local, local_path
+from airflow_provider_xcompliance.paths import as_path, is_local
 from airflow_provider_xcompliance.redaction import redact_url
 
 
@@ -21,7 +21,7 @@ def file_dataset(uri: str) -> Any:
     from openlineage.client.event_v2 import Dataset
 
     if is_local(uri):
-        return Dataset(namespace="file", name=os.path.abspath(local_path(uri)))
+        return Dataset(namespace="file", name=os.path.abspath(as_path(uri)))
     parts = urlsplit(redact_url(uri))
     return Dataset(namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path.lstrip("/"))
 

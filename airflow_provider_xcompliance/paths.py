@@ -1,8 +1,11 @@
-"""The one "local or object storage?" decision, and one way to turn a location into a path object.
+"""The one "local or object storage?" decision (:func:`is_local`), and the one way to turn a user's path or
+URI into the path object the package works with (:func:`as_path`).
 
-Local paths and ``file://`` (or ``local://``) URIs take the local route: ``pathlib.Path``, fast and
-dependency-free. Other URIs become ``upath.UPath`` (fsspec); path objects with ``open()``
-(``upath.UPath``, Airflow's ``ObjectStoragePath``) are used as they are, a local one as ``pathlib.Path``.
+Local paths and ``file://`` (or ``local://``) URIs become ``pathlib.Path``: what memory maps, pyarrow's native
+readers and atomic renames need. Other URIs become Airflow's ``ObjectStoragePath``, so the connection named in
+the URI (``s3://aws_lake@bucket/ids/``; without one, the filesystem's default) supplies the credentials.
+Path objects with ``open()`` (``ObjectStoragePath``, ``upath.UPath``) are used as they are, a local one as
+``pathlib.Path``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import os
 from pathlib import Path, PurePath
 from typing import IO, Any, Protocol, TypeAlias, runtime_checkable
 from urllib.parse import unquote, urlparse
+
+__all__ = ["OpenablePath", "PathInput", "as_path", "is_local"]
 
 _LOCAL_SCHEMES = ("file", "local")
 
@@ -35,25 +40,19 @@ def is_local(location: PathInput) -> bool:
     return isinstance(location, os.PathLike) and is_local(os.fspath(location))
 
 
-def local_path(location: str | os.PathLike[str]) -> Path:
-    """The filesystem path of a local location (``file://`` and ``local://`` URIs included)."""
-    text = os.fspath(location)
-    return Path(unquote(urlparse(text).path)) if "://" in text else Path(text)
-
-
 def as_path(value: PathInput) -> Any:
-    """``pathlib.Path`` for local paths and ``file://`` URIs, ``upath.UPath`` for other URIs, else as is."""
+    """``pathlib.Path`` for a local location, ``ObjectStoragePath`` for an object-storage URI, else as is."""
     if isinstance(value, str):
         if is_local(value):
-            return local_path(value)
-        from upath import UPath  # only needed for object storage
+            return Path(unquote(urlparse(value).path)) if "://" in value else Path(value)
+        from airflow.sdk import ObjectStoragePath  # only object storage needs Airflow's paths and connections
 
-        return UPath(value)
+        return ObjectStoragePath(value)
     # Before universal-pathlib 0.3 an object-storage UPath is a PurePath too: its protocol decides first.
     if getattr(value, "protocol", None) and isinstance(value, OpenablePath):
         return Path(str(value.path)) if is_local(value) else value  # type: ignore[attr-defined]
     if isinstance(value, PurePath) or not isinstance(value, OpenablePath):
         if isinstance(value, os.PathLike):
-            return Path(os.fspath(value))
+            return as_path(os.fspath(value))
         raise TypeError(f"Not a path: {value!r}")
     return value

@@ -142,7 +142,7 @@ class StoredPlan:
     def placed(self, plan: ChunkPlan) -> PreparedIds:
         """The planned chunks where this worker uploads them from: the destination's own files when local."""
         if self.local:
-            homes = [paths.local_path(self._staged(index)) for index in range(len(plan.chunks))]
+            homes = [paths.as_path(self._staged(index)) for index in range(len(plan.chunks))]
         else:
             homes = [self.staging / chunk.file for chunk in plan.chunks]
         return plan.prepared_at(homes)
@@ -192,7 +192,7 @@ class StoredPlan:
         if not self.local:
             return storage.copy(chunk.path, self.staged(chunk))
         digest = storage.sha256(chunk.path)
-        _move(chunk.path, paths.local_path(self.staged(chunk)))
+        _move(chunk.path, paths.as_path(self.staged(chunk)))
         return digest
 
     def restage(self, chunk: IdChunk, read_ids: ReadIds) -> None:

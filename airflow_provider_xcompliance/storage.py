@@ -1,4 +1,5 @@
-"""Local-or-object-storage file helpers for uploads and downloads (which is which: :func:`paths.is_local`).
+"""Local-or-object-storage file helpers for uploads and downloads (which is which: :func:`paths.is_local`;
+the path objects: :func:`paths.as_path`).
 
 Sources and destinations are plain local paths or ``ObjectStoragePath`` URIs (``file://``, ``s3://``,
 ``gs://``...). A destination is written atomically: it either holds the complete file or does not exist, so
@@ -15,58 +16,29 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-from airflow_provider_xcompliance.paths import is_local, local_path
-
-if TYPE_CHECKING:
-    from airflow.sdk import ObjectStoragePath
+from airflow_provider_xcompliance.paths import as_path, is_local
 
 COPY_CHUNK = 8 * 1024 * 1024
 
 
-def object_path(location: str | os.PathLike[str]) -> ObjectStoragePath:
-    from airflow.sdk import ObjectStoragePath
-
-    return ObjectStoragePath(os.fspath(location))
-
-
-def location(uri: str | os.PathLike[str]) -> Path | ObjectStoragePath:
-    """A local file as ``Path``; else ``ObjectStoragePath``, so Airflow connections supply credentials."""
-    return local_path(uri) if is_local(uri) else object_path(uri)
-
-
-def id_sources(ids: Any) -> Any:
-    """ID sources with each object-storage URI as ``ObjectStoragePath`` (so its Airflow connection, as in
-    ``s3://aws_conn@bucket/ids/``, supplies credentials); local paths and other values stay as they are."""
-    if isinstance(ids, str | os.PathLike):
-        return ids if is_local(ids) else object_path(ids)
-    if isinstance(ids, list | tuple):
-        return [id_sources(item) for item in ids]
-    return ids
-
-
 def source_size(source: str | os.PathLike[str]) -> int:
     """Size in bytes of a source file (needed up front for resumable uploads and progress)."""
-    if is_local(source):
-        return local_path(source).stat().st_size
-    return int(object_path(source).size())
+    path = as_path(source)
+    return int(path.stat().st_size) if is_local(path) else int(path.size())
 
 
 @contextlib.contextmanager
 def open_source(source: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """Open a source for binary, seekable reading (seekable so a resumable upload can resume mid-file)."""
-    if is_local(source):
-        with local_path(source).open("rb") as handle:
-            yield handle
-    else:
-        with object_path(source).open("rb") as handle:
-            yield handle
+    with as_path(source).open("rb") as handle:
+        yield handle
 
 
 def read_text(uri: str) -> str | None:
     """A small text file's content (a plan, a manifest), or None when it does not exist."""
-    path = location(uri)
+    path = as_path(uri)
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -103,14 +75,15 @@ def _pump(reader: IO[bytes], write: Callable[[bytes], Any]) -> str:
 
 
 def exists(uri: str) -> bool:
-    return location(uri).exists()
+    return bool(as_path(uri).exists())
 
 
 def remove(uri: str) -> None:
     """Delete a file if it exists."""
-    if is_local(uri):
-        local_path(uri).unlink(missing_ok=True)
-    elif (path := object_path(uri)).exists():
+    path = as_path(uri)
+    if is_local(path):
+        path.unlink(missing_ok=True)
+    elif path.exists():
         path.unlink()
 
 
@@ -122,14 +95,12 @@ def resolve_destination(destination: str | os.PathLike[str], default_name: str) 
     text = os.fspath(destination)
     if text.endswith("/"):
         return text + default_name
-    if is_local(text):
-        path = local_path(text)
-        if path.is_dir():
-            return str(path / default_name) if not text.startswith("file://") else f"{text}/{default_name}"
+    path = as_path(text)
+    if not path.is_dir():
         return text
-    if object_path(text).is_dir():
-        return f"{text}/{default_name}"
-    return text
+    if is_local(text) and not text.startswith("file://"):  # a file:// destination stays a URI
+        return str(path / default_name)
+    return f"{text}/{default_name}"
 
 
 def _create_beside(final: Path) -> tuple[int, str]:
@@ -154,7 +125,7 @@ class AtomicWriter:
         self.destination = destination
         self._local = is_local(destination)
         if self._local:
-            final = local_path(destination)
+            final = as_path(destination)
             final.parent.mkdir(parents=True, exist_ok=True)
             fd, temp = _create_beside(final)
         else:  # a private scratch copy: only the uploaded object is the output
@@ -177,10 +148,10 @@ class AtomicWriter:
         os.fsync(self.file.fileno())
         self.file.close()
         if self._local:
-            os.replace(self.temp_path, local_path(self.destination))
+            os.replace(self.temp_path, as_path(self.destination))
         else:
             try:
-                with self.temp_path.open("rb") as src, object_path(self.destination).open("wb") as dst:
+                with self.temp_path.open("rb") as src, as_path(self.destination).open("wb") as dst:
                     shutil.copyfileobj(src, dst, COPY_CHUNK)
             finally:
                 self.temp_path.unlink(missing_ok=True)

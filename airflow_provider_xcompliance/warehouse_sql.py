@@ -127,7 +127,7 @@ class DuckDBEngine:
     def _source(self, cursor: Any, table: ActionTable, id_type: str) -> str:
         """``read_parquet`` of local parts; other locations are streamed into a temporary table."""
         if all(paths.is_local(part) for part in table.parts):
-            files = ", ".join(_string_literal(str(paths.local_path(p))) for p in table.parts)
+            files = ", ".join(_string_literal(str(paths.as_path(p))) for p in table.parts)
             return f"read_parquet([{files}])"
         id_sql = "BIGINT" if id_type == "int64" else "VARCHAR"
         cursor.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE} (id {id_sql}, reason VARCHAR)")

@@ -230,7 +230,7 @@ class _XComplianceJobOperator(BaseOperator):
     def _read_ids(self, staging: Path) -> PreparedIds:
         """Read, validate and chunk the ID source into ``staging``."""
         return prepare_ids(
-            storage.id_sources(self.ids),
+            self.ids,
             staging,
             fmt=self.ids_format,
             id_column=self.id_column,
@@ -420,7 +420,7 @@ class XComplianceRunJobOperator(_XComplianceJobOperator):
         stem = filename.removesuffix(".jsonl") if filename == f"_{name}.jsonl" else filename.partition(".")[0]
         return StoredPlan(
             f"{folder}{slash}{stem}",
-            storage.id_sources(self.ids),
+            self.ids,
             self._id_options(),
             self._staging_dir(context),
             self.log,
@@ -457,7 +457,7 @@ class XComplianceRunJobOperator(_XComplianceJobOperator):
         for chunk in prepared.chunks:
             name = self._chunk_name(context, prepared, chunk.index)
             job, target = jobs.get(name), self._results_file(name, chunk.index, len(prepared.chunks))
-            if job is None or job.status is not JobStatus.COMPLETE or not storage.location(target).exists():
+            if job is None or job.status is not JobStatus.COMPLETE or not storage.exists(target):
                 break
             earlier = known.get(job.id)  # recorded by an earlier call of this try: no need to count again
             lines = earlier["result_lines"] if earlier else _count_lines(target)

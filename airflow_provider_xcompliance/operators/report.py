@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
 
-from airflow_provider_xcompliance import storage
 from airflow_provider_xcompliance.actions import GeoScrubPolicy, check_policy
 from airflow_provider_xcompliance.exceptions import ResultsRejectedError
 from airflow_provider_xcompliance.models import JobType
@@ -98,8 +97,8 @@ class XComplianceResultsToParquetOperator(BaseOperator):
         sources = result_sources(self.results)
         try:
             summary = results_to_parquet(
-                {storage.location(uri): job_id for uri, job_id in sources.items()},
-                storage.location(self.destination),
+                sources,
+                self.destination,
                 job_type=self.job_type,
                 id_type="string" if self.id_type == "string" else "int64",
                 max_rejects=self.max_rejects,

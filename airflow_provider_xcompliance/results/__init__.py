@@ -1,8 +1,9 @@
 """Compliance results (JSON Lines) to Parquet tables a warehouse can apply directly.
 
-Pure and Airflow-free: :func:`results_to_parquet` streams one or many result files (local paths, ``file://``
-or any fsspec URI such as ``s3://``, ``os.PathLike`` objects, and path objects with ``.open()`` such as
-``upath.UPath`` or Airflow's ``ObjectStoragePath``) and writes this layout::
+Pure, with no Airflow import of its own: :func:`results_to_parquet` streams one or many result files (local
+paths, ``file://`` URIs, ``os.PathLike`` objects, path objects with ``.open()``, and object-storage URIs such
+as ``s3://``, which :func:`~airflow_provider_xcompliance.paths.as_path` opens through Airflow's
+``ObjectStoragePath``) and writes this layout::
 
     destination/
       delete/part-00000.parquet       one folder per effective action: each folder is a complete table

@@ -14,14 +14,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from airflow_provider_xcompliance.actions import GeoScrubPolicy, effective_actions
+from airflow_provider_xcompliance.actions import effective_actions
 from airflow_provider_xcompliance.concurrency import WORKER_MEMORY_POOL
 from airflow_provider_xcompliance.results.api_lines import parse_api_lines
 from airflow_provider_xcompliance.results.dedupe import order_by_bucket, spill_keys
 from airflow_provider_xcompliance.results.general import as_array, lines_array, parse_general, selected_lines
 from airflow_provider_xcompliance.results.read import Block, line_offsets
 from airflow_provider_xcompliance.results.rejects import reject_tail
-from airflow_provider_xcompliance.results.schema import IdType, output_schema
+from airflow_provider_xcompliance.results.schema import IdType, TableSpec, output_schema
 from airflow_provider_xcompliance.results.summary import TableCounts
 from airflow_provider_xcompliance.results.validate import type_rows
 from airflow_provider_xcompliance.results.write import constant_column
@@ -92,26 +92,19 @@ def _parse_block(block: Block, offsets: np.ndarray, id_type: IdType) -> _BlockRo
     return _BlockRows(table, np.concatenate([fast.lines, row_lines]), rejects, general.blank, notes, paths)
 
 
-def convert_block(
-    block: Block,
-    id_type: IdType,
-    buckets: int,
-    job_id: str | None,
-    job_type: str,
-    geo_scrub: GeoScrubPolicy,
-) -> ParsedBlock:
+def convert_block(block: Block, spec: TableSpec, buckets: int, job_id: str | None) -> ParsedBlock:
     """Parse, validate, bucket and split one block of whole lines by action."""
     offsets = line_offsets(block)
-    parsed = _parse_block(block, offsets, id_type)
+    parsed = _parse_block(block, offsets, spec.id_type)
     found = sorted(parsed.rejects)
     tails = [reject_tail(bytes(block[offsets[index] : offsets[index + 1]]), r) for index, r in found]
     rejects = [(index, tail) for (index, _), (tail, _) in zip(found, tails, strict=True)]
     parsed.notes["rejected_with_id"] = sum(named for _, named in tails)
     rows = parsed.table.combine_chunks(memory_pool=WORKER_MEMORY_POOL)
-    actions = effective_actions(as_array(rows["action"]), as_array(rows["reason"]), geo_scrub)
+    actions = effective_actions(as_array(rows["action"]), as_array(rows["reason"]), spec.geo_scrub)
     rows = rows.set_column(rows.schema.get_field_index("action"), "action", actions)
     rows, counts = order_by_bucket(rows, parsed.lines, buckets)
-    parts = _split_by_action(rows, counts, id_type, {"job_id": job_id, "job_type": job_type})
+    parts = _split_by_action(rows, counts, spec.id_type, {"job_id": job_id, "job_type": spec.job_type})
     reasons = Counter(reason for _, reason in found)
     return ParsedBlock(
         parts, rejects, reasons, len(offsets) - 1, parsed.blank, parsed.notes, parsed.parse_paths

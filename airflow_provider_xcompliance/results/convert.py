@@ -30,7 +30,7 @@ from airflow_provider_xcompliance.results import read, write
 from airflow_provider_xcompliance.results.block import ActionRows, ParsedBlock, convert_block
 from airflow_provider_xcompliance.results.dedupe import INT_KEYS, STRING_KEYS, bucket_count, duplicate_rows
 from airflow_provider_xcompliance.results.read import Source
-from airflow_provider_xcompliance.results.schema import IdType, output_schema
+from airflow_provider_xcompliance.results.schema import IdType, TableSpec, output_schema
 from airflow_provider_xcompliance.results.summary import ConversionSummary, RunCounts, TableCounts, summarise
 from airflow_provider_xcompliance.results.write import PART_FILE, REJECTS_FILE, SUMMARY_FILE, TableWriter
 
@@ -64,7 +64,7 @@ def results_to_parquet(
     (default: CPU count, at most 4).
     """
     started = time.monotonic()
-    kind = (JobType(job_type).value, id_type, check_policy(geo_scrub))
+    spec = TableSpec(JobType(job_type).value, id_type, check_policy(geo_scrub))
     if id_type not in ("int64", "string"):
         raise ValueError(f"id_type must be 'int64' or 'string', not {id_type!r}")
     inputs = read.sources(sources, job_id)
@@ -73,9 +73,9 @@ def results_to_parquet(
     staging.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(prefix="xcompliance-", dir=spill_dir) as scratch:
-            counts, written = _convert(inputs, staging, kind, Path(scratch), workers or WORKERS)
+            counts, written = _convert(inputs, staging, spec, Path(scratch), workers or WORKERS)
         tables = {action: str(final / table_dir_name(action)) for action in written}
-        summary = summarise(inputs, final, kind, counts, tables, started)
+        summary = summarise(inputs, final, spec, counts, tables, started)
         with (staging / SUMMARY_FILE).open("w", encoding="utf-8") as out:
             json.dump(summary.to_dict(), out, indent=2)
         write.commit(staging, final)
@@ -94,13 +94,13 @@ def results_to_parquet(
 
 
 def _convert(
-    inputs: list[Source], staging: Any, kind: tuple[str, IdType, GeoScrubPolicy], scratch: Path, threads: int
+    inputs: list[Source], staging: Any, spec: TableSpec, scratch: Path, threads: int
 ) -> tuple[RunCounts, list[str]]:
     """Write the tables and the rejects into ``staging``; the counts, and the actions that have a table."""
     sizes = [read.size_of(source.path) for source in inputs]
     buckets = bucket_count(None if None in sizes else sum(size or 0 for size in sizes))
     with ThreadPoolExecutor(threads, thread_name_prefix="xcompliance-results") as pool:
-        run = _Conversion(inputs, staging, kind, buckets, pool, threads, scratch)
+        run = _Conversion(inputs, staging, spec, buckets, pool, threads, scratch)
         with run, (staging / REJECTS_FILE).open("w", encoding="utf-8") as rejects_out:
             run.read(rejects_out)
             return run.counts, run.finish()
@@ -124,17 +124,16 @@ class _Conversion:
         self,
         inputs: list[Source],
         staging: Any,
-        kind: tuple[str, IdType, GeoScrubPolicy],
+        spec: TableSpec,
         buckets: int,
         pool: ThreadPoolExecutor,
         ahead: int,
         scratch: Path,
     ) -> None:
         self.inputs, self.staging, self.buckets = inputs, staging, buckets
-        self.job_type, self.id_type, self.geo_scrub = kind
-        self.pool, self.ahead, self.scratch = pool, ahead, scratch
-        self.schema = output_schema(self.id_type)
-        self.keys = STRING_KEYS if self.id_type == "string" else INT_KEYS
+        self.spec, self.pool, self.ahead, self.scratch = spec, pool, ahead, scratch
+        self.schema = output_schema(spec.id_type)
+        self.keys = STRING_KEYS if spec.id_type == "string" else INT_KEYS
         self.counts = RunCounts()
         self.spills: dict[tuple[str, int], Path] = {}
         self._spill_files: dict[tuple[str, int], IO[bytes]] = {}
@@ -152,8 +151,8 @@ class _Conversion:
         """(source number and name, the call that converts one block) for every block, in input order."""
         for number, source in enumerate(self.inputs):
             for block in read.source_blocks(source.path):
-                args = (self.id_type, self.buckets, source.job_id, self.job_type, self.geo_scrub)
-                yield (number, source.name), partial(convert_block, block, *args)
+                call = partial(convert_block, block, self.spec, self.buckets, source.job_id)
+                yield (number, source.name), call
 
     def read(self, rejects_out: IO[str]) -> None:
         """Phase 1: parse blocks in the pool, in order: rejects, table rows and spill records."""

@@ -61,7 +61,7 @@ def sources(given: Any, job_id: str | None) -> list[Source]:
     out = []
     for source, source_job in pairs:
         path = as_path(source)
-        name = redact_url(str(path)) if "://" in str(path) else str(path)  # no signed query in any record
+        name = str(path) if is_local(path) else redact_url(str(path))  # no signed query in any record
         out.append(Source(path, name, source_job or job_id or _job_id_from_name(path)))
     return out
 

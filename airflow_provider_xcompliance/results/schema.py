@@ -8,9 +8,11 @@ reads or writes its value.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import pyarrow as pa
+
+from airflow_provider_xcompliance.actions import GeoScrubPolicy
 
 __all__ = [
     "API_LINE_CLOSE",
@@ -23,6 +25,7 @@ __all__ = [
     "TIMESTAMP_FIELDS",
     "IdType",
     "ResultField",
+    "TableSpec",
     "api_key_texts",
     "output_schema",
     "row_schema",
@@ -30,6 +33,16 @@ __all__ = [
 
 IdType = Literal["int64", "string"]
 FieldKind = Literal["id", "text", "timestamp", "per_source"]
+
+
+class TableSpec(NamedTuple):
+    """What one conversion's tables are: the job type every row carries, the ``id`` column's type, and
+    which table geo scrubs go to."""
+
+    job_type: str
+    id_type: IdType
+    geo_scrub: GeoScrubPolicy
+
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 # Few distinct values a column: dictionary-encoded strings are smaller and faster to write.

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from airflow_provider_xcompliance.results.general import as_array
 from airflow_provider_xcompliance.results.read import Source
-from airflow_provider_xcompliance.results.schema import RANGE_FIELDS
+from airflow_provider_xcompliance.results.schema import RANGE_FIELDS, TableSpec
 from airflow_provider_xcompliance.results.write import REJECTS_FILE, SUMMARY_FILE
 
 __all__ = ["PARSE_PATHS", "ConversionSummary", "RunCounts", "TableCounts", "format_summary", "summarise"]
@@ -222,16 +222,15 @@ def _rows_summary(counts: RunCounts) -> dict[str, Any]:
 def summarise(
     inputs: list[Source],
     final: Any,
-    kind: tuple[str, str, str],
+    spec: TableSpec,
     counts: RunCounts,
     tables: dict[str, str],
     started: float,
 ) -> ConversionSummary:
-    job_type, id_type, geo_scrub = kind
     return ConversionSummary(
         destination=str(final),
-        job_type=job_type,
-        id_type=id_type,
+        job_type=spec.job_type,
+        id_type=spec.id_type,
         sources=tuple(source.name for source in inputs),
         job_ids=tuple(dict.fromkeys(source.job_id for source in inputs if source.job_id)),
         lines_read=counts.lines,
@@ -243,7 +242,7 @@ def summarise(
         rows_unreadable_timestamps=counts.notes["rows_unreadable_timestamps"],
         rejects_by_reason=dict(sorted(counts.rejects.items())),
         tables=tables,
-        geo_scrub=geo_scrub,
+        geo_scrub=spec.geo_scrub,
         rejects_path=str(final / REJECTS_FILE),
         summary_path=str(final / SUMMARY_FILE),
         seconds=round(time.monotonic() - started, 3),

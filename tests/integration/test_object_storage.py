@@ -41,7 +41,7 @@ def test_credentials_come_from_the_connection_named_in_the_uri(s3_bucket: str) -
 def test_glob_on_s3_keeps_the_connection_in_every_match(s3_bucket: str) -> None:
     for name in ("b.txt", "a.txt", "c.csv"):
         s3_path(f"{s3_bucket}/ids/{name}").write_bytes(b"7\n")
-    found = ids.expand_sources(storage.id_sources(f"{s3_bucket}/ids/*.txt"))
+    found = ids.expand_sources(f"{s3_bucket}/ids/*.txt")
     assert [str(path) for path in found] == [f"{s3_bucket}/ids/a.txt", f"{s3_bucket}/ids/b.txt"]
 
 
@@ -50,18 +50,18 @@ def test_folder_source_on_s3_is_validated_and_chunked(s3_bucket: str, tmp_path: 
     table = pa.table({"id": pa.array([30, 40, 50], pa.int64())})
     with s3_path(f"{s3_bucket}/ids/part-2.parquet").open("wb") as out:
         pq.write_table(table, out)
-    prepared = ids.prepare_ids(storage.id_sources(f"{s3_bucket}/ids/"), tmp_path, max_ids_per_job=4)
+    prepared = ids.prepare_ids(f"{s3_bucket}/ids/", tmp_path, max_ids_per_job=4)
     assert [chunk.path.read_text() for chunk in prepared.chunks] == ["10\n20\n30\n40\n", "50\n"]
 
 
 def test_fingerprint_changes_with_the_object_not_with_the_clock(s3_bucket: str) -> None:
     uri = f"{s3_bucket}/ids.txt"
     s3_path(uri).write_bytes(b"1\n2\n")
-    [first] = ids.source_fingerprint(storage.id_sources(uri))
+    [first] = ids.source_fingerprint(uri)
     s3_path(uri).write_bytes(b"1\n2\n")  # rewritten with the same bytes: same ETag
-    assert ids.source_fingerprint(storage.id_sources(uri)) == (first,)
+    assert ids.source_fingerprint(uri) == (first,)
     s3_path(uri).write_bytes(b"1\n3\n")
-    [changed] = ids.source_fingerprint(storage.id_sources(uri))
+    [changed] = ids.source_fingerprint(uri)
     assert (changed.uri, changed.size) == (uri, 4)
     assert changed.version != first.version
     assert changed.version.startswith("ETag ")

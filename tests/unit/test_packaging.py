@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = REPO_ROOT / "airflow_provider_xcompliance"
 REQUIREMENTS = [Requirement(r) for r in requires("airflow-provider-xcompliance") or []]
 # Distributions whose import name is not their own name.
-MODULE_OF = {"apache-airflow": "airflow", "universal-pathlib": "upath"}
+MODULE_OF = {"apache-airflow": "airflow"}
 # Imported only where an extra's provider brought it (the OpenLineage provider brings the openlineage client).
 OPTIONAL = {"openlineage"}
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from upath import UPath
 
-from airflow_provider_xcompliance.paths import as_path, is_local, local_path
+from airflow_provider_xcompliance.paths import as_path, is_local
 
 
 @pytest.mark.parametrize(
@@ -26,12 +26,26 @@ def test_one_decision_says_which_locations_take_the_local_route(location: str | 
     assert is_local(location) is local
 
 
-def test_a_local_uri_is_its_filesystem_path() -> None:
-    assert local_path("file:///tmp/a%20b.txt") == Path("/tmp/a b.txt")
-    assert local_path("/tmp/a.txt") == Path("/tmp/a.txt")
-
-
-def test_paths_follow_the_same_decision() -> None:
-    assert isinstance(as_path("file:///tmp/a"), Path)
-    assert isinstance(as_path("memory://b/a"), UPath)
+def test_a_local_location_is_its_filesystem_path() -> None:
+    assert as_path("file:///tmp/a%20b.txt") == Path("/tmp/a b.txt")
+    assert as_path("local:///tmp/a") == Path("/tmp/a")
+    assert as_path("/tmp/a.txt") == Path("/tmp/a.txt")
     assert as_path(UPath("file:///tmp/a")) == Path("/tmp/a")
+    assert type(as_path(Path("/tmp/a"))) is type(Path("/tmp/a"))
+
+
+def test_an_object_storage_uri_is_an_airflow_path_with_its_connection() -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    path = as_path("s3://aws_lake@bucket/ids/*.txt")
+    assert isinstance(path, ObjectStoragePath)
+    assert path.conn_id == "aws_lake"
+    assert str(path) == "s3://aws_lake@bucket/ids/*.txt"
+    assert not is_local(path)
+
+
+def test_path_objects_are_kept_as_they_are() -> None:
+    memory = UPath("memory://b/a")
+    assert as_path(memory) is memory
+    with pytest.raises(TypeError, match="Not a path"):
+        as_path(42)  # type: ignore[arg-type]

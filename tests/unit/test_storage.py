@@ -11,8 +11,6 @@ from airflow_provider_xcompliance.storage import (
     atomic_writer,
     copy,
     exists,
-    id_sources,
-    is_local,
     open_source,
     read_text,
     remove,
@@ -42,13 +40,6 @@ def write_then_break(destination: str, data: bytes) -> None:
     with atomic_writer(destination) as writer:
         writer.file.write(data)
         raise RuntimeError("stream broke")
-
-
-@pytest.mark.parametrize(
-    ("location", "local"), [("/tmp/a", True), ("file:///tmp/a", True), ("s3://b/a", False)]
-)
-def test_local_locations_are_plain_paths_and_file_uris(location: str, local: bool) -> None:
-    assert is_local(location) is local
 
 
 def test_local_source_opens_seekable_and_reports_its_size(tmp_path: Path) -> None:
@@ -140,12 +131,3 @@ def test_small_files_are_read_copied_and_removed_on_either_side(tmp_path: Path, 
     remove(str(tmp_path / "never-there.json"))
     assert not exists("memory://bucket/plan.json")
     assert not exists(str(tmp_path / "sub" / "plan.json"))
-
-
-def test_object_storage_sources_become_airflow_paths_and_local_ones_stay() -> None:
-    from airflow.sdk import ObjectStoragePath
-
-    local, remote = id_sources(["/data/ids.txt", "s3://aws_lake@bucket/ids/*.txt"])
-    assert local == "/data/ids.txt"
-    assert isinstance(remote, ObjectStoragePath)
-    assert str(remote) == "s3://aws_lake@bucket/ids/*.txt"  # the connection stays with the path

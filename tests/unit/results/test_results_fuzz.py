@@ -22,6 +22,7 @@ from airflow_provider_xcompliance import results
 from airflow_provider_xcompliance.results import api_lines
 from airflow_provider_xcompliance.results import block as results_block
 from airflow_provider_xcompliance.results import read as results_read
+from airflow_provider_xcompliance.results.schema import TableSpec
 
 TIMESTAMPS = ["2019-10-29T17:02:47.000Z", "2013-03-26T02:46:15+00:00", "2020-07-29T17:02:47.421Z"]
 REASONS = ["deleted", "protected", "scrub_geo", "suspended"]
@@ -110,7 +111,7 @@ def verdicts_of_lines(lines: list[bytes]) -> list[Verdict | None]:
     for line in lines:
         block = line + b"\n"
         offsets = results_read.line_offsets(block)
-        parsed = results_block.convert_block(block, "int64", 1, None, "tweets", "scrub")  # type: ignore[arg-type]
+        parsed = results_block.convert_block(block, TableSpec("tweets", "int64", "scrub"), 1, None)
         rows = [row for part in parsed.parts for row in part.table.to_pylist()]
         rejects = [json.loads("{" + tail[1:]) for _, tail in parsed.rejects]
         assert len(rows) + len(rejects) + parsed.blank == 1 == len(offsets) - 1
