@@ -21,11 +21,11 @@ __all__ = ["WORKERS", "WORKER_MEMORY_POOL", "in_order"]
 
 WORKERS = min(os.cpu_count() or 1, 4)
 """Worker threads for CPU-bound blocks: one a core; at most 4, because the consuming thread (reading,
-counting, writing in order) cannot feed more, and each block in flight holds a few MiB."""
+counting, writing in order) cannot feed more, and every block in flight holds memory."""
 
 WORKER_MEMORY_POOL = pa.system_memory_pool()
 """Where the worker threads' Arrow kernels allocate: malloc, not pyarrow's default mimalloc, whose
-per-thread pages (freed by another thread) cost kernel time and memory here (bench/README.md)."""
+per-thread pages (freed by another thread) cost kernel time and memory (bench/README.md)."""
 
 
 def in_order(pool: Executor, calls: Iterable[tuple[K, Callable[[], T]]], ahead: int) -> Iterator[tuple[K, T]]:

@@ -9,7 +9,7 @@ The work is vectorised (numpy, Arrow kernels) because benchmarks push tens of mi
 emulator, which must never be the bottleneck. Blocks are parsed and their result lines formatted in a few
 threads (the kernels release the GIL); which IDs were already written, and the writing, stay in one thread
 in upload order, so the output is that of a sequential pass. Python objects are never handed to pyarrow
-(only buffers): converting them makes pyarrow import pandas, seconds that would land on the first job.
+(only buffers): converting them makes pyarrow import pandas, a slow import that would land on the first job.
 """
 
 from __future__ import annotations

@@ -127,8 +127,8 @@ def _job(body: dict[str, Any], resumable: bool | None = None) -> Job:
 def shared_tls_context() -> ssl.SSLContext:
     """One TLS context per process for every async client.
 
-    Building one loads the CA bundle (about 80 ms here) inside the event loop: a triggerer resuming a
-    thousand waiting jobs would stall for over a minute and hold ~800 KiB per job (bench/bench_triggers.py).
+    Building one loads the CA bundle inside the event loop: a triggerer resuming a thousand waiting jobs
+    would stall on it and hold a context per job (bench/README.md has the figures).
     """
     return httpx.create_ssl_context()
 

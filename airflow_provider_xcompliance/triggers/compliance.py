@@ -105,7 +105,7 @@ class XComplianceJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # The task checked the job just before deferring, so the first poll can wait. Spreading it over one
         # interval keeps a triggerer that resumes a thousand waits at once from setting up a thousand clients
-        # in one instant (a 0.5 s loop stall, bench/results/triggers-1000.md) and from polling in a burst.
+        # in one instant (a loop stall, bench/README.md) and from polling in a burst.
         start_after = self._bounded_by_deadline(self._random() * self.poll_interval)
         if start_after > 0:
             await self._sleep(start_after)

@@ -62,7 +62,7 @@ with new_dag("xc_lifecycle_wait_for_slot") as slot_dag:
 
 # --- tests --------------------------------------------------------------------------------------------------
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~30 s: each dag.test() parses the dags folder
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # each dag.test() parses the dags folder
 
 
 @pytest.mark.parametrize("dag_id", sorted(MODES))

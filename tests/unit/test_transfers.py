@@ -293,7 +293,7 @@ def test_download_answered_expired_token(mocked, tmp_path: Path, status: int) ->
 
 
 def test_storage_session_sends_bodies_in_large_blocks() -> None:
-    """urllib3's default 16 KiB send blocks made uploads up to 2.5x slower than curl."""
+    """urllib3's default 16 KiB send blocks kept uploads well behind curl (figures in bench/README.md)."""
     session = storage_session()
     for prefix in ("https://", "http://"):
         pool = session.get_adapter(prefix + "storage.example").poolmanager
