@@ -125,6 +125,24 @@ class S3Server:
         return f"s3://{S3_CONN_ID}@{name}"
 
 
+@pytest.fixture
+def memory_fs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Register fsspec's in-memory filesystem as ``memory://`` with Airflow (a stand-in for s3/gs): an
+    object-storage URI becomes an ``ObjectStoragePath``, which knows only the schemes registered there."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from tests.version_compat import filesystem_registry
+
+    fs = filesystem_registry()
+    memory = MemoryFileSystem()
+    monkeypatch.setitem(fs._BUILTIN_SCHEME_TO_FS, "memory", lambda _conn_id, _options: memory)
+    fs._register_filesystems.cache_clear()
+    memory.store.clear()
+    memory.pseudo_dirs[:] = [""]
+    yield
+    fs._register_filesystems.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """moto's S3 server on a free loopback port for the session; credentials only in the connection."""

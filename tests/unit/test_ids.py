@@ -348,7 +348,7 @@ def test_unknown_suffix_asks_for_fmt(tmp_path: Path) -> None:
         valid_ids(write_text(tmp_path / "ids.dat", "1\n"))
 
 
-def test_object_storage_uri_folder_and_glob_are_read() -> None:
+def test_object_storage_uri_folder_and_glob_are_read(memory_fs: None) -> None:
     from upath import UPath
 
     root = UPath("memory://xcompliance-ids-test/in")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,22 +17,6 @@ from airflow_provider_xcompliance.storage import (
     source_size,
     write_text,
 )
-from tests.version_compat import filesystem_registry
-
-
-@pytest.fixture
-def memory_fs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Register fsspec's in-memory filesystem as ``memory://`` (a stand-in for s3/gs)."""
-    from fsspec.implementations.memory import MemoryFileSystem
-
-    fs = filesystem_registry()
-    memory = MemoryFileSystem()
-    monkeypatch.setitem(fs._BUILTIN_SCHEME_TO_FS, "memory", lambda _conn_id, _options: memory)
-    fs._register_filesystems.cache_clear()
-    memory.store.clear()
-    memory.pseudo_dirs[:] = [""]
-    yield
-    fs._register_filesystems.cache_clear()
 
 
 def write_then_break(destination: str, data: bytes) -> None:

@@ -411,7 +411,7 @@ def test_failed_conversion_leaves_the_previous_output_and_no_staging(tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "results.jsonl"]
 
 
-def test_object_storage_paths_work_end_to_end(tmp_path: Path) -> None:
+def test_object_storage_paths_work_end_to_end(tmp_path: Path, memory_fs: None) -> None:
     from upath import UPath
 
     source = UPath("memory://bucket/in/results.jsonl")
@@ -545,7 +545,7 @@ def test_string_ids_are_duplicates_only_when_the_strings_are_equal(tmp_path: Pat
     assert summary.duplicates == 1
 
 
-def test_duplicates_on_object_storage_are_dropped_in_place(tmp_path: Path) -> None:
+def test_duplicates_on_object_storage_are_dropped_in_place(tmp_path: Path, memory_fs: None) -> None:
     from upath import UPath
 
     source = UPath("memory://bucket/dupes/results.jsonl")
