@@ -18,12 +18,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol
 
-import pyarrow.parquet as pq
-
+from airflow_provider_xcompliance import storage
 from airflow_provider_xcompliance.exceptions import ResultsIncompleteError, UnmappedActionError
-from airflow_provider_xcompliance.paths import as_path
-from airflow_provider_xcompliance.results import SUMMARY_FILE
 from airflow_provider_xcompliance.sql_names import Quoting, column_name, sql_name
+from airflow_provider_xcompliance.table_files import SUMMARY_FILE
 
 Operation = Literal["delete", "scrub_geo"]
 OPERATIONS: tuple[Operation, ...] = ("delete", "scrub_geo")
@@ -173,8 +171,12 @@ class ApplyRecord:
 
 
 def read_result_tables(location: str) -> ResultTables:
-    """Read the reporting step's output at ``location``; refuse one without its summary (incomplete)."""
-    root = as_path(location)
+    """Read the reporting step's output at ``location``; refuse one without its summary (incomplete).
+
+    Object-storage locations go through the Airflow connection they name (``s3://aws_conn@bucket/...``),
+    and every part keeps it.
+    """
+    root = storage.location(location)
     summary_file = root / SUMMARY_FILE
     try:
         summary = json.loads(summary_file.read_text())
@@ -247,9 +249,11 @@ def plan_changes(
 
 def _created_at_range(parts: Sequence[str]) -> tuple[datetime, datetime] | None:
     """The ``created_at`` range of a table from its Parquet statistics (no data read), widened a day."""
+    import pyarrow.parquet as pq  # imported here: DuckDB reads local tables without pyarrow
+
     lows, highs = [], []
     for part in parts:
-        with as_path(part).open("rb") as handle:
+        with storage.open_source(part) as handle:
             metadata = pq.ParquetFile(handle).metadata
         column = metadata.schema.to_arrow_schema().get_field_index("created_at")
         for group in range(metadata.num_row_groups):

@@ -18,12 +18,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pcsv
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_xcompliance import paths, storage
 from airflow_provider_xcompliance.warehouse import NULL_REASON, ActionTable, Engine, Target
@@ -31,6 +26,9 @@ from airflow_provider_xcompliance.warehouse import NULL_REASON, ActionTable, Eng
 STAGE = "xcompliance_ids"
 HITS = "xcompliance_hits"
 BATCH_ROWS = 65_536
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def engine_for(conn_type: str | None, *, placeholder: str = "%s") -> Engine:
@@ -44,6 +42,10 @@ def engine_for(conn_type: str | None, *, placeholder: str = "%s") -> Engine:
 
 def id_batches(parts: Sequence[str], batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
     """``id`` and ``reason`` (as plain strings) of the parts, one batch at a time."""
+    import pyarrow as pa  # imported here: DuckDB reads local tables itself, without pyarrow in the process
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     for part in parts:
         with storage.open_source(part) as handle:
             for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=["id", "reason"]):
@@ -185,6 +187,8 @@ class PostgresEngine(_DbApiEngine):
 
 
 def _csv_chunks(parts: Sequence[str]) -> Iterator[bytes]:
+    import pyarrow.csv as pcsv
+
     options = pcsv.WriteOptions(include_header=False)
     for batch in id_batches(parts):
         buffer = io.BytesIO()

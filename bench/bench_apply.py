@@ -96,17 +96,17 @@ def seed_postgres(server: dict[str, str], rows: int) -> str:
 
 
 def child(kind: str, target: str, tables: str, memory_limit: str) -> dict[str, Any]:
-    """One measured run; what it needs is imported before the clock starts."""
-    import pyarrow.parquet  # noqa: F401
-
-    if kind.startswith("duckdb"):
+    """One measured run; what its path needs (and nothing more) is imported before the clock starts."""
+    if kind == "duckdb-operator":
+        from airflow.providers.duckdb.hooks.duckdb import DuckDBHook  # noqa: F401
+    elif kind == "postgres-operator":
+        from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
+    elif kind == "duckdb-sql":
         import duckdb  # noqa: F401
     else:
         import psycopg  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
     if kind.endswith("operator"):
-        from airflow.providers.duckdb.hooks.duckdb import DuckDBHook  # noqa: F401
-        from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
-
         from airflow_provider_xcompliance.operators.apply import XComplianceApplyOperator
 
     before = memory_mib("VmRSS")

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from airflow_provider_xcompliance.concurrency import WORKER_MEMORY_POOL
 from airflow_provider_xcompliance.paths import is_local
+from airflow_provider_xcompliance.table_files import PART_FILE, REJECTS_FILE, SUMMARY_FILE
 
 __all__ = [
     "PART_FILE",
@@ -28,9 +29,6 @@ __all__ = [
     "remove_file",
 ]
 
-REJECTS_FILE = "_rejects.jsonl"
-SUMMARY_FILE = "_summary.json"
-PART_FILE = "part-00000.parquet"
 ROW_GROUP_ROWS = 1 << 18  # rows buffered per table before a row group is written
 
 

@@ -7,16 +7,21 @@ extra points at the server; nothing reads AWS settings from the environment.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from airflow_provider_xcompliance import ids, storage
+from airflow_provider_xcompliance.operators.apply import XComplianceApplyOperator, audit_file_name
 from airflow_provider_xcompliance.operators.report import XComplianceResultsToParquetOperator
 from tests.conftest import record_calls
+from tests.unit.result_tables import write_tables
 
 pytestmark = pytest.mark.integration
 
@@ -107,3 +112,74 @@ def test_report_writes_multipart_tables_to_s3(
     assert sorted(read.column("id").to_pylist()) == sorted(big_results_ids(rows))
     written = json.loads(s3_path(f"{s3_bucket}/tables/_summary.json").read_text())
     assert written["rows_by_action"]["delete"] == rows
+
+
+def upload_folder(folder: Path, uri: str) -> None:
+    for file in folder.rglob("*"):
+        if file.is_file():
+            s3_path(f"{uri}/{file.relative_to(folder).as_posix()}").write_bytes(file.read_bytes())
+
+
+def warehouse_conn(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> tuple[dict[str, Any], Callable[[], list[tuple[Any, ...]]]]:
+    """An Airflow connection to a fresh ``posts`` table (posts 1..12, every third with geo data, created
+    when ``write_tables`` says), and a function returning ``(id, geo_lat)`` of its rows."""
+    create = (
+        "CREATE TABLE posts (id BIGINT PRIMARY KEY, geo_lat DOUBLE PRECISION, created_at TIMESTAMP); "
+        "INSERT INTO posts SELECT i, CASE WHEN i % 3 = 0 THEN 1.5 END, "
+        "TIMESTAMP '2020-01-01' + i * INTERVAL '1 minute' FROM generate_series(1, 12) AS t(i)"
+    )
+    select = "SELECT id, geo_lat FROM posts ORDER BY id"
+    if kind == "duckdb":
+        path = str(tmp_path / "warehouse.duckdb")
+        with duckdb.connect(path) as con:
+            con.execute(create)
+
+        def duckdb_rows() -> list[tuple[Any, ...]]:
+            with duckdb.connect(path) as con:
+                return con.execute(select).fetchall()
+
+        return {"conn_type": "duckdb", "host": path}, duckdb_rows
+    import psycopg
+
+    db = request.getfixturevalue("postgres_db")
+    with psycopg.connect(**db, autocommit=True) as con:
+        con.execute(create)
+
+    def postgres_rows() -> list[tuple[Any, ...]]:
+        with psycopg.connect(**db) as con:
+            return con.execute(select).fetchall()
+
+    conn = {"conn_type": "postgres", "host": db["host"], "port": int(db["port"]), "login": db["user"]}
+    return {**conn, "schema": db["dbname"]}, postgres_rows
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_apply_reads_tables_in_s3_through_the_connection(
+    kind: str, s3_bucket: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tables = write_tables(tmp_path, {("delete", "deleted"): [1, 2, 50], ("scrub_geo", "scrub_geo"): [6, 9]})
+    upload_folder(tables, f"{s3_bucket}/tables")
+    conn, rows = warehouse_conn(kind, tmp_path, request)
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps(conn))
+    apply = XComplianceApplyOperator(
+        task_id="apply",
+        tables=f"{s3_bucket}/tables",
+        conn_id="warehouse",
+        table="posts",
+        geo_columns=["geo_lat"],
+        created_at_column="created_at",  # its bounds come from the parts' statistics, read from S3
+    )
+
+    record = apply.execute(context={"outlet_events": {}})  # type: ignore[arg-type]
+
+    expected = [(i, 1.5 if i % 3 == 0 and i not in (6, 9) else None) for i in range(3, 13)]
+    assert rows() == expected
+    assert (record["rows_deleted"], record["rows_scrubbed"], record["ids_unchanged"]) == (2, 2, 1)
+    audit = json.loads(
+        s3_path(f"{s3_bucket}/tables/{audit_file_name('warehouse', 'posts', dry_run=False)}").read_text()
+    )
+    assert audit["rows_deleted"] == 2
+    again = apply.execute(context={"outlet_events": {}})  # type: ignore[arg-type]
+    assert (again["changed"], rows()) == (False, expected)
