@@ -92,37 +92,78 @@ class Target:
 
 
 @dataclasses.dataclass(frozen=True)
+class Counts:
+    """What an engine counted for one action table.
+
+    ``rows_changed`` is always exact (the statement's own row count). ``by_reason`` (reason -> rows changed,
+    IDs changed) is None when the engine counted per action only; ``ids_changed`` is None when not counted
+    (an ID may have several rows, so rows are no count of IDs).
+    """
+
+    rows_changed: int
+    ids_changed: int | None = None
+    by_reason: dict[str, tuple[int, int]] | None = None
+
+    @classmethod
+    def per_reason(cls, by_reason: dict[str, tuple[int, int]]) -> Counts:
+        rows = sum(n for n, _ in by_reason.values())
+        return cls(rows, sum(ids for _, ids in by_reason.values()), by_reason)
+
+
+@dataclasses.dataclass(frozen=True)
 class ReasonChange:
-    """For one reason: IDs in the table, IDs whose rows changed, rows changed (an ID may repeat)."""
+    """For one reason: IDs in the table, and the rows and IDs changed where they were counted (else None)."""
 
     ids: int
-    ids_changed: int
-    rows_changed: int
+    rows_changed: int | None
+    ids_changed: int | None
 
     @property
-    def ids_unchanged(self) -> int:
+    def ids_unchanged(self) -> int | None:
         """IDs the warehouse does not hold (or, for scrubs, holds without geo data already)."""
-        return self.ids - self.ids_changed
+        return None if self.ids_changed is None else self.ids - self.ids_changed
+
+    def to_dict(self) -> dict[str, int]:
+        """The counts that were made: ``ids`` always, the others only where counted."""
+        fields = {"ids": self.ids, "rows_changed": self.rows_changed, "ids_changed": self.ids_changed}
+        fields["ids_unchanged"] = self.ids_unchanged
+        return {name: value for name, value in fields.items() if value is not None}
 
 
 @dataclasses.dataclass(frozen=True)
 class ActionChange:
+    """One action table's change: rows changed in all (exact), IDs changed where counted, per reason."""
+
     action: str
     operation: Operation
+    rows_changed: int
+    ids_changed: int | None
     by_reason: dict[str, ReasonChange]
 
-    def total(self, field: str) -> int:
-        return sum(getattr(change, field) for change in self.by_reason.values())
+    @property
+    def ids(self) -> int:
+        return sum(change.ids for change in self.by_reason.values())
+
+    @property
+    def ids_unchanged(self) -> int | None:
+        return None if self.ids_changed is None else self.ids - self.ids_changed
+
+    @property
+    def counted_per_reason(self) -> bool:
+        return all(change.rows_changed is not None for change in self.by_reason.values())
 
     def to_dict(self) -> dict[str, Any]:
-        fields = ("ids", "ids_changed", "rows_changed", "ids_unchanged")
+        totals = {
+            "ids": self.ids,
+            "rows_changed": self.rows_changed,
+            "ids_changed": self.ids_changed,
+            "ids_unchanged": self.ids_unchanged,
+        }
         return {
             "operation": self.operation,
-            **{field: self.total(field) for field in fields},
-            "by_reason": {
-                reason: {field: getattr(change, field) for field in fields}
-                for reason, change in sorted(self.by_reason.items())
-            },
+            "counted": "per_reason" if self.counted_per_reason else "per_action",
+            **{name: value for name, value in totals.items() if value is not None},
+            "by_reason": {reason: change.to_dict() for reason, change in sorted(self.by_reason.items())},
         }
 
 
@@ -140,11 +181,13 @@ class ApplyRecord:
     changes: tuple[ActionChange, ...]
 
     def rows(self, operation: Operation) -> int:
-        return sum(c.total("rows_changed") for c in self.changes if c.operation == operation)
+        return sum(c.rows_changed for c in self.changes if c.operation == operation)
 
     @property
-    def ids_unchanged(self) -> int:
-        return sum(c.total("ids_unchanged") for c in self.changes)
+    def ids_unchanged(self) -> int | None:
+        """IDs unchanged in all; None when an action counted rows only (see :class:`Counts`)."""
+        counts = [c.ids_unchanged for c in self.changes]
+        return None if None in counts else sum(c for c in counts if c is not None)
 
     def counts(self) -> dict[str, Any]:
         """The headline numbers (asset events and logs carry these)."""
@@ -284,8 +327,8 @@ class Engine(Protocol):
 
     def change(
         self, cursor: Any, target: Target, table: ActionTable, *, id_type: str, dry_run: bool
-    ) -> dict[str, tuple[int, int]]:
-        """Rows changed and IDs changed per reason (counted, not changed, when ``dry_run``)."""
+    ) -> Counts:
+        """Change the rows (count them, change nothing, when ``dry_run``); what was counted."""
         ...
 
 
@@ -361,16 +404,26 @@ def apply_tables(
     return apply_changes(connection, engine, target, plan, tables=tables, target_info=info, dry_run=dry_run)
 
 
-def _action_change(table: ActionTable, counts: Mapping[str, tuple[int, int]]) -> ActionChange:
-    by_reason = {}
+def _action_change(table: ActionTable, counts: Counts) -> ActionChange:
+    """The record of one action table; rows per reason are known without counting them in two cases."""
+    by_reason = counts.by_reason
+    if by_reason is None and counts.rows_changed == 0:
+        by_reason = {reason: (0, 0) for reason in table.ids_by_reason}  # nothing changed, for every reason
+    changes = {}
     for reason, ids in table.ids_by_reason.items():
-        rows, ids_changed = counts.get(reason, (0, 0))
-        by_reason[reason] = ReasonChange(ids=ids, ids_changed=ids_changed, rows_changed=rows)
-    return ActionChange(action=table.action, operation=table.operation, by_reason=by_reason)
+        if by_reason is not None:
+            rows, ids_changed = by_reason.get(reason, (0, 0))
+            changes[reason] = ReasonChange(ids, rows, ids_changed)
+        elif len(table.ids_by_reason) == 1:  # one reason: the action's rows are that reason's
+            changes[reason] = ReasonChange(ids, counts.rows_changed, counts.ids_changed)
+        else:
+            changes[reason] = ReasonChange(ids, None, None)
+    ids_changed = counts.ids_changed if counts.rows_changed else 0
+    return ActionChange(table.action, table.operation, counts.rows_changed, ids_changed, changes)
 
 
 def format_record(record: ApplyRecord) -> str:
-    """The audit record as a fixed-width text table for task logs."""
+    """The audit record as a fixed-width text table for task logs ("-": not counted)."""
     head = "DRY RUN (nothing changed): " if record.dry_run else ""
     lines = [
         f"{head}compliance results -> {record.target.get('table')} ({record.job_type}; jobs: "
@@ -379,16 +432,27 @@ def format_record(record: ApplyRecord) -> str:
         f"{'ids unchanged':>15}",
     ]
     for change in record.changes:
-        for reason, by_reason in sorted(change.by_reason.items()):
+        rows = [
+            (reason, c.ids, c.rows_changed, c.ids_unchanged) for reason, c in sorted(change.by_reason.items())
+        ]
+        if not change.counted_per_reason:
+            rows.append(("(all)", change.ids, change.rows_changed, change.ids_unchanged))
+        for reason, ids, changed, unchanged in rows:
             lines.append(
-                f"  {change.action:<12}{change.operation:<11}{reason:<14}{by_reason.ids:>12,}"
-                f"{by_reason.rows_changed:>14,}{by_reason.ids_unchanged:>15,}"
+                f"  {change.action:<12}{change.operation:<11}{reason:<14}{ids:>12,}"
+                f"{_number(changed):>14}{_number(unchanged):>15}"
             )
     counts = record.counts()
     lines.append(
         f"  rows deleted {counts['rows_deleted']:,}, rows scrubbed {counts['rows_scrubbed']:,}, "
-        f"IDs unchanged {counts['ids_unchanged']:,}"
+        f"IDs unchanged {_number(counts['ids_unchanged'])}"
     )
+    if not all(change.counted_per_reason for change in record.changes):
+        lines.append("  rows counted per action, not per reason (count_by_reason=True counts each reason)")
     if not counts["changed"]:
         lines.append("  nothing to change: the table already matches these results")
     return "\n".join(lines)
+
+
+def _number(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"

@@ -1,8 +1,11 @@
 """The SQL of :func:`warehouse.apply_changes`, per warehouse family.
 
-* :class:`DuckDBEngine` reads the Parquet parts in the statements themselves (``read_parquet``); the rows to
-  change are found once into a temporary table of row ids, which gives the counts per reason and drives the
-  ``DELETE``/``UPDATE`` without a second pass over the target.
+* :class:`DuckDBEngine` reads the Parquet parts in the statements themselves (``read_parquet``) and changes
+  each action's rows with one ``DELETE``/``UPDATE ... WHERE id IN (SELECT id FROM read_parquet(...))``, one
+  pass over the target, counting the rows it changed. Counting per reason as well takes a second pass (the
+  join carrying each ID's reason; ``RETURNING`` fetches every column of every changed row), so it is asked
+  for with ``count_by_reason``: the rows are then found once into a temporary table of row ids with their
+  reasons, counted, and changed by row id. A dry run counts per reason: it is one pass.
 * :class:`PostgresEngine` loads the IDs with ``COPY`` into a temporary table and changes rows with a join in
   one statement whose ``RETURNING`` clause gives the counts per reason (a data-modifying CTE).
 * :class:`GenericEngine`, for any other DB-API warehouse: the IDs go into a temporary table in batches
@@ -21,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_xcompliance import paths, storage
-from airflow_provider_xcompliance.warehouse import NULL_REASON, ActionTable, Engine, Target
+from airflow_provider_xcompliance.warehouse import NULL_REASON, ActionTable, Counts, Engine, Target
 
 STAGE = "xcompliance_ids"
 HITS = "xcompliance_hits"
@@ -31,10 +34,13 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
-def engine_for(conn_type: str | None, *, placeholder: str = "%s") -> Engine:
-    """The engine for an Airflow connection type: DuckDB and PostgreSQL first-class, the rest generic."""
+def engine_for(conn_type: str | None, *, placeholder: str = "%s", count_by_reason: bool = False) -> Engine:
+    """The engine for an Airflow connection type: DuckDB and PostgreSQL first-class, the rest generic.
+
+    ``count_by_reason`` matters to DuckDB only: the others count per reason at no extra pass.
+    """
     if conn_type == "duckdb":
-        return DuckDBEngine()
+        return DuckDBEngine(count_by_reason=count_by_reason)
     if conn_type in ("postgres", "postgresql"):
         return PostgresEngine()
     return GenericEngine(placeholder=placeholder)
@@ -89,14 +95,20 @@ def _count_sql(target: Target, table: ActionTable, source: str, p: str) -> tuple
     )
 
 
-def _counts(rows: Sequence[Sequence[Any]]) -> dict[str, tuple[int, int]]:
-    return {NULL_REASON if reason is None else str(reason): (int(n), int(ids)) for reason, n, ids in rows}
+def _counts(rows: Sequence[Sequence[Any]]) -> Counts:
+    """Counts from rows of (reason, rows, IDs)."""
+    return Counts.per_reason(
+        {NULL_REASON if reason is None else str(reason): (int(n), int(ids)) for reason, n, ids in rows}
+    )
 
 
 class DuckDBEngine:
-    """DuckDB: Parquet read in place; one join finds the rows, their row ids drive the change."""
+    """DuckDB: Parquet read in place; one statement per action table, or row ids when counting per reason."""
 
     placeholder = "?"
+
+    def __init__(self, *, count_by_reason: bool = False) -> None:
+        self.count_by_reason = count_by_reason
 
     def begin(self, connection: Any) -> Any:
         # A DuckDB cursor is a second connection with its own transaction: work on the connection itself.
@@ -105,11 +117,25 @@ class DuckDBEngine:
 
     def change(
         self, cursor: Any, target: Target, table: ActionTable, *, id_type: str, dry_run: bool
-    ) -> dict[str, tuple[int, int]]:
+    ) -> Counts:
         source = self._source(cursor, table, id_type)
         if dry_run:
             sql, params = _count_sql(target, table, source, "?")
             return _counts(cursor.execute(sql, params).fetchall())
+        if self.count_by_reason:
+            return self._change_by_row_id(cursor, target, table, source)
+        predicate, params = _filters(target, table, "", "?")
+        where = f"WHERE {target.id_column} IN (SELECT id FROM {source}){predicate}"
+        if table.operation == "delete":
+            (rows,) = cursor.execute(f"DELETE FROM {target.table} {where}", params).fetchone()
+        else:
+            (rows,) = cursor.execute(
+                f"UPDATE {target.table} SET {_set_nulls(target)} {where}", params
+            ).fetchone()
+        return Counts(rows_changed=int(rows))
+
+    def _change_by_row_id(self, cursor: Any, target: Target, table: ActionTable, source: str) -> Counts:
+        """Find the rows once with their reasons, count them per reason, change them by row id."""
         predicate, params = _filters(target, table, "t.", "?")
         cursor.execute(
             f"CREATE OR REPLACE TEMP TABLE {HITS} AS SELECT t.rowid AS row_id, s.id, s.reason "
@@ -158,7 +184,7 @@ class PostgresEngine(_DbApiEngine):
 
     def change(
         self, cursor: Any, target: Target, table: ActionTable, *, id_type: str, dry_run: bool
-    ) -> dict[str, tuple[int, int]]:
+    ) -> Counts:
         self._stage(cursor, table, id_type)
         if dry_run:
             sql, params = _count_sql(target, table, STAGE, "%s")
@@ -237,7 +263,7 @@ class GenericEngine(_DbApiEngine):
 
     def change(
         self, cursor: Any, target: Target, table: ActionTable, *, id_type: str, dry_run: bool
-    ) -> dict[str, tuple[int, int]]:
+    ) -> Counts:
         self._stage(cursor, table, id_type)
         sql, params = _count_sql(target, table, STAGE, self.placeholder)
         cursor.execute(sql, params)

@@ -58,8 +58,9 @@ class XComplianceApplyOperator(BaseOperator):
     batches into a temporary table. Names are validated and quoted with the hook's quote characters.
 
     Returns, logs and writes beside the tables the audit record (``_applied-<conn_id>-<table>.json``):
-    target, job ids, rows deleted and scrubbed per action and reason, IDs unchanged, dry run or not, start
-    and end. Asset outlets get the counts in their event's ``extra``.
+    target, job ids, rows deleted and scrubbed per action (and per reason where counted, see
+    ``count_by_reason``), IDs per reason, IDs unchanged where counted, dry run or not, start and end. Asset
+    outlets get the counts in their event's ``extra``.
 
     :param tables: the reporting step's XCom, or its destination folder / URI (templated).
     :param conn_id: an Airflow connection whose hook is a common.sql ``DbApiHook`` (templated).
@@ -72,6 +73,10 @@ class XComplianceApplyOperator(BaseOperator):
         It must hold the post's or account's creation time as X reports it.
     :param dry_run: count what would change, change nothing (the record says ``dry_run``).
     :param actions: extra action -> operation mappings, e.g. ``{"bounced": "delete"}``.
+    :param count_by_reason: DuckDB only: also count the rows and IDs changed per reason, which takes a second
+        pass over the table. Without it DuckDB changes each action's rows in one statement and the record
+        has the exact rows per action and, per reason, the IDs the results hold (``"counted": "per_action"``).
+        Other warehouses always count per reason (at no extra pass), as does a dry run.
     """
 
     template_fields: Sequence[str] = ("tables", "conn_id", "table")
@@ -88,6 +93,7 @@ class XComplianceApplyOperator(BaseOperator):
         created_at_column: str | None = None,
         dry_run: bool = False,
         actions: Mapping[str, str] | None = None,
+        count_by_reason: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -99,6 +105,7 @@ class XComplianceApplyOperator(BaseOperator):
         self.created_at_column = created_at_column
         self.is_dry_run = dry_run  # BaseOperator.dry_run is a method
         self.actions = actions
+        self.count_by_reason = count_by_reason
         self._applied: list[str] = []  # for lineage: the table folders applied
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -109,7 +116,9 @@ class XComplianceApplyOperator(BaseOperator):
         try:
             record = apply_tables(
                 connection,
-                engine_for(hook.conn_type, placeholder=hook.placeholder),
+                engine_for(
+                    hook.conn_type, placeholder=hook.placeholder, count_by_reason=self.count_by_reason
+                ),
                 results,
                 table=self.table,
                 quoting=Quoting.from_format(hook.escape_word_format),

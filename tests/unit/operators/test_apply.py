@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +108,32 @@ def test_lineage_names_the_parquet_tables_read_and_the_table_changed(tables: Pat
         ("file", str(tables / "scrub_geo")),
     ]
     assert [(d.namespace, d.name) for d in lineage.outputs] == [(f"duckdb://{warehouse}", "posts")]
+
+
+def test_the_operator_path_loads_no_numpy_or_pyarrow() -> None:
+    # DuckDB reads local tables itself: the task's memory is not spent on libraries it does not use.
+    code = (
+        "import sys, airflow_provider_xcompliance.operators.apply\n"
+        "print(sorted({'numpy', 'pyarrow', 'pandas'} & set(sys.modules)))"
+    )
+    fresh = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert fresh.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_count_by_reason_counts_each_reason_on_duckdb(tmp_path: Path, warehouse: Path) -> None:
+    tables = write_tables(tmp_path, {("delete", "deleted"): [1, 2], ("delete", "suspended"): [3, 99]})
+
+    one_pass = operator(str(tables)).execute(context={"outlet_events": {}})  # type: ignore[arg-type]
+    assert one_pass["actions"]["delete"]["by_reason"] == {"deleted": {"ids": 2}, "suspended": {"ids": 2}}
+    assert (one_pass["rows_deleted"], one_pass["ids_unchanged"]) == (3, None)
+
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("INSERT INTO posts VALUES (1, NULL), (3, NULL), (3, NULL)")  # an ID may have several rows
+    exact = operator(str(tables), count_by_reason=True).execute(context={"outlet_events": {}})  # type: ignore[arg-type]
+    assert exact["actions"]["delete"]["by_reason"] == {
+        "deleted": {"ids": 2, "rows_changed": 1, "ids_changed": 1, "ids_unchanged": 1},
+        "suspended": {"ids": 2, "rows_changed": 2, "ids_changed": 1, "ids_unchanged": 1},
+    }
+    assert (exact["rows_deleted"], exact["ids_unchanged"]) == (3, 2)
