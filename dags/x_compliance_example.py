@@ -111,6 +111,7 @@ with DAG(
             table=table,
             id_column="id",
             geo_columns=geo_columns,
+            count_by_reason=True,  # the report below shows rows per reason (on DuckDB, a second pass)
         )
     applied["posts"] >> applied["users"]
 
