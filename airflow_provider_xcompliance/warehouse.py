@@ -125,20 +125,27 @@ class ReasonChange:
 
     def to_dict(self) -> dict[str, int]:
         """The counts that were made: ``ids`` always, the others only where counted."""
-        fields = {"ids": self.ids, "rows_changed": self.rows_changed, "ids_changed": self.ids_changed}
-        fields["ids_unchanged"] = self.ids_unchanged
-        return {name: value for name, value in fields.items() if value is not None}
+        return _counted(
+            ids=self.ids,
+            rows_changed=self.rows_changed,
+            ids_changed=self.ids_changed,
+            ids_unchanged=self.ids_unchanged,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
 class ActionChange:
-    """One action table's change: rows changed in all (exact), IDs changed where counted, per reason."""
+    """One action table's change: rows changed in all (exact), IDs changed where counted, per reason.
+
+    ``counted_per_reason`` says how the engine counted: per reason (rows and IDs), or per action.
+    """
 
     action: str
     operation: Operation
     rows_changed: int
     ids_changed: int | None
     by_reason: dict[str, ReasonChange]
+    counted_per_reason: bool
 
     @property
     def ids(self) -> int:
@@ -148,23 +155,23 @@ class ActionChange:
     def ids_unchanged(self) -> int | None:
         return None if self.ids_changed is None else self.ids - self.ids_changed
 
-    @property
-    def counted_per_reason(self) -> bool:
-        return all(change.rows_changed is not None for change in self.by_reason.values())
-
     def to_dict(self) -> dict[str, Any]:
-        totals = {
-            "ids": self.ids,
-            "rows_changed": self.rows_changed,
-            "ids_changed": self.ids_changed,
-            "ids_unchanged": self.ids_unchanged,
-        }
         return {
             "operation": self.operation,
             "counted": "per_reason" if self.counted_per_reason else "per_action",
-            **{name: value for name, value in totals.items() if value is not None},
+            **_counted(
+                ids=self.ids,
+                rows_changed=self.rows_changed,
+                ids_changed=self.ids_changed,
+                ids_unchanged=self.ids_unchanged,
+            ),
             "by_reason": {reason: change.to_dict() for reason, change in sorted(self.by_reason.items())},
         }
+
+
+def _counted(**counts: int | None) -> dict[str, int]:
+    """The counts that were made (None: not counted, so not in the record)."""
+    return {name: value for name, value in counts.items() if value is not None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -412,14 +419,15 @@ def _action_change(table: ActionTable, counts: Counts) -> ActionChange:
     changes = {}
     for reason, ids in table.ids_by_reason.items():
         if by_reason is not None:
-            rows, ids_changed = by_reason.get(reason, (0, 0))
-            changes[reason] = ReasonChange(ids, rows, ids_changed)
+            rows, reason_ids = by_reason.get(reason, (0, 0))
+            changes[reason] = ReasonChange(ids, rows, reason_ids)
         elif len(table.ids_by_reason) == 1:  # one reason: the action's rows are that reason's
             changes[reason] = ReasonChange(ids, counts.rows_changed, counts.ids_changed)
         else:
             changes[reason] = ReasonChange(ids, None, None)
     ids_changed = counts.ids_changed if counts.rows_changed else 0
-    return ActionChange(table.action, table.operation, counts.rows_changed, ids_changed, changes)
+    per_reason = counts.by_reason is not None
+    return ActionChange(table.action, table.operation, counts.rows_changed, ids_changed, changes, per_reason)
 
 
 def format_record(record: ApplyRecord) -> str:
@@ -435,7 +443,7 @@ def format_record(record: ApplyRecord) -> str:
         rows = [
             (reason, c.ids, c.rows_changed, c.ids_unchanged) for reason, c in sorted(change.by_reason.items())
         ]
-        if not change.counted_per_reason:
+        if len(rows) > 1 and not change.counted_per_reason:
             rows.append(("(all)", change.ids, change.rows_changed, change.ids_unchanged))
         for reason, ids, changed, unchanged in rows:
             lines.append(
