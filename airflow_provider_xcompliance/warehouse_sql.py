@@ -11,7 +11,8 @@
 * :class:`GenericEngine`, for any other DB-API warehouse: the IDs go into a temporary table in batches
   (``executemany``), the rows are counted with a join, then changed with ``IN (SELECT ...)``.
 
-Every engine streams the Parquet parts a batch at a time: memory stays flat whatever the number of IDs.
+The PostgreSQL and generic engines stream the Parquet parts a batch at a time, so their memory stays flat
+whatever the number of IDs; DuckDB's join holds the IDs of one action table in the task's process.
 Names reaching the SQL come from :class:`warehouse.Target` (validated and quoted); values are bound
 parameters or typed literals built here.
 """
