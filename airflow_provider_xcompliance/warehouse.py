@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol
 
-from airflow_provider_xcompliance import storage
 from airflow_provider_xcompliance.exceptions import ResultsIncompleteError, UnmappedActionError
+from airflow_provider_xcompliance.paths import as_path
 from airflow_provider_xcompliance.sql_names import Quoting, column_name, sql_name
 from airflow_provider_xcompliance.table_files import SUMMARY_FILE
 
@@ -226,7 +226,7 @@ def read_result_tables(location: str) -> ResultTables:
     Object-storage locations go through the Airflow connection they name (``s3://aws_conn@bucket/...``),
     and every part keeps it.
     """
-    root = storage.location(location)
+    root = as_path(location)
     summary_file = root / SUMMARY_FILE
     try:
         summary = json.loads(summary_file.read_text())
@@ -303,7 +303,7 @@ def _created_at_range(parts: Sequence[str]) -> tuple[datetime, datetime] | None:
 
     lows, highs = [], []
     for part in parts:
-        with storage.open_source(part) as handle:
+        with as_path(part).open("rb") as handle:
             metadata = pq.ParquetFile(handle).metadata
         column = metadata.schema.to_arrow_schema().get_field_index("created_at")
         for group in range(metadata.num_row_groups):
