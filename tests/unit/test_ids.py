@@ -743,6 +743,57 @@ def test_a_csv_cell_that_is_not_utf8_is_an_invalid_value_named_by_row(tmp_path: 
     assert chunk_ids(prepared) == [["1", "3"]]
 
 
+LONG = 200 * 1024  # over csv's field size limit (128 KiB): its reader cannot read past such a field
+TOO_LONG = "longer than 131072 characters"
+
+
+@pytest.mark.parametrize(
+    ("ragged", "block_size"),
+    [("", 4096), ("7\n", 1 << 20)],
+    ids=["slow-from-the-long-cell", "slow-from-a-ragged-row"],
+)
+def test_a_csv_id_cell_over_csvs_field_limit_is_an_invalid_value_losing_no_row_around_it(
+    tmp_path: Path, ragged: str, block_size: int
+) -> None:
+    long_row, quoted_row, wide_row = f"{'9' * LONG},b", f'"{"8" * LONG}\n",d', f"4,{'z' * LONG},x"
+    text = f"id,name\n{ragged}1,a\n{long_row}\n2,c\n{quoted_row}\n3,e\n{wide_row}\n5,f\n"
+    path = write_text(tmp_path / "ids.csv", text)
+    first = 3 + len(ragged.splitlines())  # the line of the first long cell
+
+    with pytest.raises(InvalidIdsError) as caught:
+        validate_ids(path, id_column="id", block_size=block_size)
+    assert f"ids.csv line {first}: '{'9' * 40}...' ({TOO_LONG})" in str(caught.value)
+
+    prepared = prepare_ids(path, tmp_path / "out", id_column="id", on_invalid="skip", block_size=block_size)
+    assert chunk_ids(prepared) == [["1", "2", "3", "5"]]
+    assert rejects_of(prepared)[-3:] == [
+        [str(first), "9" * 200 + "...", TOO_LONG],
+        [str(first + 2), "8" * 200 + "...", TOO_LONG],
+        [str(first + 5), "4," + "z" * 198 + "...", "3 fields, the header has 2"],
+    ]
+    assert (prepared.counts.read, prepared.counts.valid) == (7 + len(ragged.splitlines()), 4)
+
+
+@pytest.mark.parametrize(
+    "block_size", [4096, 1 << 20]
+)  # csv's reader, and pyarrow's, which has no such limit
+def test_a_long_csv_field_beside_the_id_cell_loses_neither_that_id_nor_the_rows_after_it(
+    tmp_path: Path, block_size: int
+) -> None:
+    quoted = f'"x, ""quoted""\n{"y" * LONG}\nz"'  # commas, doubled quotes and line breaks inside
+    text = f"a,id,b\nx,1,y\n{quoted},2,z\nw,3,{'v' * LONG}\nv,4,{quoted}\n5\nu,6,t\n"
+    path = write_text(tmp_path / "ids.csv", text)
+    prepared = prepare_ids(path, tmp_path / "out", id_column="id", on_invalid="skip", block_size=block_size)
+    assert chunk_ids(prepared) == [["1", "2", "3", "4", "6"]]
+    assert rejects_of(prepared) == [["10", "5", "1 fields, the header has 3"]]  # lines still counted right
+
+
+def test_a_long_csv_field_whose_quote_never_closes_fails_the_file(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.csv", f'id,name\n1,a\n2,"{"y" * LONG}\n3,c\n')
+    with pytest.raises(IdSourceError, match=r"ids\.csv cannot be read at line 4: unexpected end of data"):
+        validate_ids(path, id_column="id", on_invalid="skip", block_size=4096)
+
+
 # --- Chunking --------------------------------------------------------------------------------------------
 
 
