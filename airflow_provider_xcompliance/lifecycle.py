@@ -127,12 +127,24 @@ def with_size_hint(error: str | None, ids: int | None) -> str | None:
     return f"{error}.{size_hint(ids)}" if looks_like_size_error(error) else error
 
 
-def sibling_file(results_file: str, tag: str, suffix: str | None = None) -> str:
-    """A file beside ``results_file`` named after it: ``results.<tag>.jsonl`` (or ``.<suffix>``)."""
+def sibling_file(results_file: str, tag: str) -> str:
+    """A file beside ``results_file`` named after it: ``results.<tag>.jsonl``."""
     folder, slash, filename = results_file.rpartition("/")
-    stem, dot, own_suffix = filename.partition(".")
-    ending = f".{suffix}" if suffix is not None else f"{dot}{own_suffix}"
-    return f"{folder}{slash}{stem}.{tag}{ending}"
+    stem, dot, suffix = filename.partition(".")
+    return f"{folder}{slash}{stem}.{tag}{dot}{suffix}"
+
+
+def run_stem(results_file: str, run_name: str) -> str:
+    """Where a task run keeps its own files beside ``results_file`` (a suffix to add), named after the run.
+
+    ``run_name`` (from the job name of the whole task run, which hashes DAG, task, run id and map index)
+    keeps the files of runs and map indexes apart even where they share a file destination, and a retry of
+    the run finds the same name: ``<run_name>`` in a folder destination (whose results file is named after
+    the run already), ``<results stem>.<run_name>`` beside a file destination.
+    """
+    folder, slash, filename = results_file.rpartition("/")
+    named = run_name if filename == f"{run_name}.jsonl" else f"{filename.partition('.')[0]}.{run_name}"
+    return f"{folder}{slash}{named}"
 
 
 def chunk_file(results_file: str, index: int) -> str:

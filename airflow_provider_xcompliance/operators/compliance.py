@@ -412,14 +412,9 @@ class XComplianceRunJobOperator(_XComplianceJobOperator):
         return stage
 
     def _plan(self, context: Context) -> StoredPlan:
-        name = self._job_name(context, None)
-        target = storage.resolve_destination(self.destination, f"_{name}.jsonl")
-        # A folder gets files named after the whole task run (``_``-prefixed, so readers skip them); a file
-        # destination, files named after it.
-        folder, slash, filename = target.rpartition("/")
-        stem = filename.removesuffix(".jsonl") if filename == f"_{name}.jsonl" else filename.partition(".")[0]
+        name = f"_{self._job_name(context, None)}"  # ``_``-prefixed, so readers of the results skip them
         return StoredPlan(
-            f"{folder}{slash}{stem}",
+            lifecycle.run_stem(storage.resolve_destination(self.destination, f"{name}.jsonl"), name),
             self.ids,
             self._id_options(),
             self._staging_dir(context),
@@ -434,8 +429,9 @@ class XComplianceRunJobOperator(_XComplianceJobOperator):
 
     def _rejects_file(self, context: Context) -> str:
         name = self._job_name(context, None)
-        return lifecycle.sibling_file(
-            storage.resolve_destination(self.destination, f"{name}.jsonl"), "rejects", "csv"
+        return (
+            lifecycle.run_stem(storage.resolve_destination(self.destination, f"{name}.jsonl"), name)
+            + ".rejects.csv"
         )
 
     def _chunk_name(self, context: Context, prepared: PreparedIds, index: int) -> str:

@@ -23,7 +23,7 @@ from airflow_provider_xcompliance.lifecycle import (
     processing_rate,
     reattach_step,
     run_deadline,
-    sibling_file,
+    run_stem,
     slot_holder,
     with_size_hint,
 )
@@ -119,8 +119,16 @@ def test_chunk_file_inserts_the_part_number_before_the_suffix():
     assert chunk_file("/tmp/results", 0) == "/tmp/results.part-00000"
 
 
-def test_sibling_file_can_change_the_suffix():
-    assert sibling_file("/data/run.jsonl", "rejects", "csv") == "/data/run.rejects.csv"
+RUN = "dag.task-0123456789ab"  # a run's job name: dots, as in any ``dag_id.task_id`` prefix
+
+
+def test_run_stem_in_a_folder_destination_is_the_run_name():
+    assert run_stem(f"s3://bucket/out/{RUN}.jsonl", RUN) == f"s3://bucket/out/{RUN}"
+
+
+@pytest.mark.parametrize("results", ["/data/results.jsonl", "/data/results", "/data/results.2026.jsonl"])
+def test_run_stem_beside_a_file_destination_carries_the_run_name(results):
+    assert run_stem(results, RUN) == f"/data/results.{RUN}"
 
 
 @pytest.mark.parametrize(

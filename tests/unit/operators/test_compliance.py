@@ -488,6 +488,27 @@ def test_skipped_invalid_ids_are_published_beside_the_results(hook, ti, tmp_path
     assert "bad" in Path(summary["rejects_uri"]).read_text()
 
 
+@pytest.mark.parametrize("destination", ["results.jsonl", "out/"])
+def test_rejects_of_runs_sharing_a_destination_never_overwrite_each_other(hook, tmp_path, destination):
+    """Two runs and two map indexes each keep their own rejects file; a retry of a run finds its own again."""
+    ids = tmp_path / "ids.txt"
+
+    def run(run_id: str, map_index: int, bad: str) -> str:
+        ids.write_text(f"101\n{bad}\n")
+        ti = FakeTI(run_id)
+        ti.map_index = map_index
+        op = run_op(hook, ids, tmp_path, on_invalid="skip")
+        op.destination = str(tmp_path / destination)
+        return str(op.execute(context_of(ti))["rejects_uri"])
+
+    runs = [("manual__1", -1, "bad1"), ("manual__2", -1, "bad2"), ("manual__1", 0, "bad3")]
+    published = [run(*args) for args in runs]
+    assert len(set(published)) == 3
+    values = [Path(uri).read_text().splitlines()[1].split(",")[2] for uri in published]
+    assert values == ["bad1", "bad2", "bad3"]
+    assert run("manual__2", -1, "bad4") == published[1]  # a retry: the same file
+
+
 def test_run_pushes_each_chunk_job_id_to_xcom(hook, ti, ids_file, tmp_path):
     run_op(hook, ids_file, tmp_path / "out", max_ids_per_job=5).execute(context_of(ti))
     assert [value for key, value in ti.xcom if key == "job_id"] == hook.created
@@ -616,11 +637,12 @@ def test_each_task_run_has_its_own_plan_in_a_shared_folder(hook, ids_file, tmp_p
     assert len(list((tmp_path / "out").glob("_dag.task-*.plan.json"))) == 2
 
 
-def test_file_destination_gets_a_plan_named_after_it(hook, ti, ids_file, tmp_path):
-    op = run_op(hook, ids_file, tmp_path, max_ids_per_job=4)
-    op.destination = str(tmp_path / "results.jsonl")
-    op.execute(context_of(ti))
-    assert (tmp_path / "results.plan.json").exists()
+def test_file_destination_gets_a_plan_named_after_it_and_the_run(hook, ids_file, tmp_path):
+    for run_id in ("manual__1", "manual__2"):
+        op = run_op(hook, ids_file, tmp_path, max_ids_per_job=4)
+        op.destination = str(tmp_path / "results.jsonl")
+        op.execute(context_of(FakeTI(run_id)))
+    assert len(list(tmp_path.glob("results._dag.task-*.plan.json"))) == 2  # a run never finds another's plan
 
 
 def test_retry_on_another_worker_uploads_the_rest_from_the_destination(
