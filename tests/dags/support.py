@@ -67,6 +67,16 @@ class CrashAfterCreateOperator(XComplianceRunJobOperator):
         return runner
 
 
+class CrashBetweenChunksOperator(XComplianceRunJobOperator):
+    """Dies on its first try right after the first chunk's results were downloaded."""
+
+    def _download(self, prepared: Any, chunk: Any, name: str, job: Any) -> Any:
+        record = super()._download(prepared, chunk, name, job)
+        if context_try() == 1 and chunk.index == 0:
+            raise WorkerCrashError("worker died between chunks")
+        return record
+
+
 def context_try() -> int:
     from airflow.sdk import get_current_context
 

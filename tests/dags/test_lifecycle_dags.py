@@ -7,8 +7,6 @@ dags folder, which ``dag.test()`` requires) and a test module.
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 import pytest
@@ -18,26 +16,14 @@ from tests.dags.support import (
     CONN_ID,
     RUN_TASK,
     CrashAfterCreateOperator,
-    WorkerCrashError,
+    CrashBetweenChunksOperator,
     by_id,
-    context_try,
     ground_truth,
     new_dag,
     results_of,
     run_dag,
     tries_of,
 )
-
-
-class CrashBetweenChunksOperator(XComplianceRunJobOperator):
-    """Dies on its first try right after the first chunk's results were downloaded."""
-
-    def _download(self, prepared: Any, chunk: Any, name: str, job: Any) -> Any:
-        record = super()._download(prepared, chunk, name, job)
-        if context_try() == 1 and chunk.index == 0:
-            raise WorkerCrashError("worker died between chunks")
-        return record
-
 
 MODES = {  # every dimension both ways: type, deferrable, resumable
     "xc_lifecycle_tweets_deferred_resumable": ("tweets", True, True),
@@ -96,27 +82,29 @@ def test_chunked_run_killed_between_chunks_resumes_without_redoing_a_chunk(
 
 
 @pytest.mark.parametrize("emulator_config", [{"processing_seconds": 1.5}], indirect=True)
-def test_job_started_outside_the_dag_is_waited_out(airflow_db, api, ids_file, tmp_path):
+def test_job_started_outside_the_dag_is_waited_out(airflow_db, api, ids_file, tmp_path, monkeypatch):
     from airflow_provider_xcompliance.hooks.compliance import XComplianceHook
 
-    hook = XComplianceHook(CONN_ID)
-    outsider = hook.create_job("users", name="started-by-hand")
+    outsider = XComplianceHook(CONN_ID).create_job("users", name="started-by-hand")
+    met: list[str] = []  # the outsider's status in the task's listing after its create was refused
+    list_jobs = XComplianceHook.list_jobs
 
-    def upload_once_the_dag_met_the_conflict() -> None:
-        # Only then: the outsider (a created job holds the slot too) outlasts however slowly the task starts.
-        deadline = time.monotonic() + 60
-        while api.state()["requests"].get("POST /2/compliance/jobs", 0) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        XComplianceHook(CONN_ID).upload_ids(outsider, ids_file)
+    def list_then_start_the_outsider(hook: XComplianceHook, *args: Any, **kwargs: Any) -> Any:
+        """The outsider uploads right after the task, refused the slot, looked for who holds it: the task
+        met a created job (which holds the slot too) and waits for it, however slowly the task started."""
+        jobs = list_jobs(hook, *args, **kwargs)
+        if api.state()["requests"].get("POST /2/compliance/jobs", 0) == 2 and not met:
+            met.append(next((job.status.value for job in jobs if job.id == outsider.id), "not listed"))
+            XComplianceHook(CONN_ID).upload_ids(outsider, ids_file)
+        return jobs
 
-    uploader = threading.Thread(target=upload_once_the_dag_met_the_conflict, daemon=True)
-    uploader.start()
+    monkeypatch.setattr(XComplianceHook, "list_jobs", list_then_start_the_outsider)
     dag_run = run_dag(slot_dag, ids_file, tmp_path / "out")
-    uploader.join()
+    assert met == ["created"]
     assert dag_run.state == "success"
     state = api.state()
     assert [job["status"] for job in state["jobs"]] == ["complete", "complete"]
-    assert state["requests"]["POST /2/compliance/jobs"] >= 3  # the outsider's, a conflict, ours
+    assert state["requests"]["POST /2/compliance/jobs"] == 3  # the outsider's, a conflict, ours
 
 
 FAILING = {"fail_jobs": 1, "fail_jobs_error": "Simulated processing failure 4711"}

@@ -21,8 +21,15 @@ from airflow_provider_xcompliance.actions import effective_action
 from airflow_provider_xcompliance.operators.compliance import XComplianceRunJobOperator
 from airflow_provider_xcompliance.operators.report import XComplianceResultsToParquetOperator
 from tests.conftest import record_calls
-from tests.dags.support import CONN_ID, by_id, context_try, ground_truth, new_dag, tries_of
-from tests.dags.test_lifecycle_dags import CrashBetweenChunksOperator
+from tests.dags.support import (
+    CONN_ID,
+    CrashBetweenChunksOperator,
+    by_id,
+    context_try,
+    ground_truth,
+    new_dag,
+    tries_of,
+)
 
 LAKE = "{{ dag_run.conf['lake'] }}"
 S3_TASK = {
