@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PARSE = """
 import json, sys
 from tests.version_compat import DagBag
-bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+bag = DagBag(dag_folder=sys.argv[1])
 with open(sys.argv[2], "w") as out:
     json.dump({"errors": bag.import_errors, "dags": sorted(bag.dag_ids)}, out)
 """
