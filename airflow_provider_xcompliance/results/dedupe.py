@@ -44,8 +44,13 @@ def order_by_bucket(rows: pa.Table, lines: np.ndarray, buckets: int) -> tuple[pa
         shift = np.uint64(64 - buckets.bit_length() + 1)
         key += ((hashes.astype(np.uint64) * _HASH_MULTIPLIER) >> shift).astype(np.int64)
     counts = np.bincount(key, minlength=actions * buckets).reshape(actions, buckets)
-    if actions * buckets <= 1 << 16 and (lines[1:] > lines[:-1]).all():  # rows in line order (the rule)
-        order = np.argsort(key.astype(np.uint16), kind="stable")  # a radix sort: ties keep line order
+    if actions * buckets <= 1 << 16:
+        # rows come as a few runs in line order (one per parse path): a stable sort merges them, then a
+        # radix sort of the keys keeps line order among ties
+        by_line = None if (lines[1:] > lines[:-1]).all() else np.argsort(lines, kind="stable")
+        ordered_key = key if by_line is None else key[by_line]
+        order = np.argsort(ordered_key.astype(np.uint16), kind="stable")
+        order = order if by_line is None else by_line[order]
     else:
         order = np.lexsort((lines, key))
     if (order[1:] < order[:-1]).any():
