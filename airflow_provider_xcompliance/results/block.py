@@ -20,7 +20,7 @@ from airflow_provider_xcompliance.results.api_lines import parse_api_lines
 from airflow_provider_xcompliance.results.dedupe import order_by_bucket, spill_keys
 from airflow_provider_xcompliance.results.general import as_array, lines_array, parse_general, selected_lines
 from airflow_provider_xcompliance.results.read import Block, line_offsets
-from airflow_provider_xcompliance.results.rejects import reject_tail
+from airflow_provider_xcompliance.results.rejects import reject_tails
 from airflow_provider_xcompliance.results.schema import IdType, TableSpec, output_schema
 from airflow_provider_xcompliance.results.summary import TableCounts
 from airflow_provider_xcompliance.results.validate import type_rows
@@ -81,8 +81,9 @@ def _parse_block(block: Block, offsets: np.ndarray, id_type: IdType) -> _BlockRo
         general.table.combine_chunks(memory_pool=WORKER_MEMORY_POOL), id_type
     )
     row_lines = rest_lines[np.delete(general.lines, [row for row, _ in row_rejects])]
-    rejects = [(int(rest_lines[i]), reason) for i, reason in general.rejects]
-    rejects += [(int(rest_lines[general.lines[row]]), reason) for row, reason in row_rejects]
+    line_of, row_of = rest_lines.tolist(), general.lines.tolist()  # list lookups: no numpy scalar a reject
+    rejects = [(line_of[i], reason) for i, reason in general.rejects]
+    rejects += [(line_of[row_of[row]], reason) for row, reason in row_rejects]
     paths = Counter(
         fast=len(fast.lines),
         general=count - len(fast.lines) - general.blank - general.by_python,
@@ -97,9 +98,9 @@ def convert_block(block: Block, spec: TableSpec, buckets: int, job_id: str | Non
     offsets = line_offsets(block)
     parsed = _parse_block(block, offsets, spec.id_type)
     found = sorted(parsed.rejects)
-    tails = [reject_tail(bytes(block[offsets[index] : offsets[index + 1]]), r) for index, r in found]
-    rejects = [(index, tail) for (index, _), (tail, _) in zip(found, tails, strict=True)]
-    parsed.notes["rejected_with_id"] = sum(named for _, named in tails)
+    lines = np.array([index for index, _ in found], np.int64)
+    tails, parsed.notes["rejected_with_id"] = reject_tails(block, offsets, lines, [r for _, r in found])
+    rejects = list(zip(lines.tolist(), tails, strict=True))
     rows = parsed.table.combine_chunks(memory_pool=WORKER_MEMORY_POOL)
     actions = effective_actions(as_array(rows["action"]), as_array(rows["reason"]), spec.geo_scrub)
     rows = rows.set_column(rows.schema.get_field_index("action"), "action", actions)

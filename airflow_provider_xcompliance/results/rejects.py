@@ -18,11 +18,22 @@ import base64
 import re
 from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
 
-__all__ = ["RAW_LIMIT", "reject_tail", "salvage_id"]
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from airflow_provider_xcompliance.results.read import Block
+
+__all__ = ["RAW_LIMIT", "reject_tail", "reject_tails", "salvage_id"]
 
 RAW_LIMIT = 1000
+_ACTION_CHARS = 64
 _ID = re.compile(rb'"id"[ \t]*:[ \t]*(?:"([0-9]{1,19})"|([0-9]{1,19})(?=[ \t]*[,}]))')
-_ACTION = re.compile(rb'"action"[ \t]*:[ \t]*"([^"\\\x00-\x1f]{1,64})"')
+_ACTION = re.compile(rb'"action"[ \t]*:[ \t]*"([^"\\\x00-\x1f]{1,%d})"' % _ACTION_CHARS)
+# The same for Arrow's RE2, which has no lookahead: consuming the , or } finds the same ID. RE2 compiles a
+# bounded repeat for longer than it then runs: the action takes +, and a longer match is left to Python.
+_ID_RE2 = r'"id"[ \t]*:[ \t]*(?:"(?P<quoted>[0-9]{1,19})"|(?P<bare>[0-9]{1,19})[ \t]*[,}])'
+_ACTION_RE2 = r'"action"[ \t]*:[ \t]*"(?P<action>[^"\\\x00-\x1f]+)"'
 
 
 def salvage_id(raw: bytes) -> str | None:
@@ -56,3 +67,77 @@ def reject_tail(raw: bytes, reason: str) -> tuple[str, bool]:
         f'"action":{_salvage_action(raw)},"bytes":{len(raw)},"cut":{"true" if cut else "false"},{body}}}\n'
     )
     return tail, found is not None
+
+
+def reject_tails(block: Block, offsets: np.ndarray, lines: np.ndarray, reasons: list[str]) -> tuple[list[str], int]:
+    """:func:`reject_tail` of each of ``lines`` (indexes into the block's ``offsets``), and how many name an ID.
+
+    Lines of printable ASCII (a rejected line nearly always is) are done together by Arrow kernels, which
+    release the GIL the parsing threads share: their text is valid UTF-8 that needs only quotes and
+    backslashes escaped, and a byte is a character. Any other line goes through :func:`reject_tail`; the
+    records are the same byte for byte.
+    """
+    data = np.frombuffer(block, np.uint8)
+    starts, ends = offsets[lines].astype(np.int64), offsets[lines + 1].astype(np.int64)
+    while (trailing := (ends > starts) & np.isin(data[np.maximum(ends - 1, 0)], (10, 13))).any():
+        ends -= trailing  # raw.rstrip(b"\r\n")
+    raw_offsets = np.zeros(len(lines) + 1, np.int32)
+    np.cumsum(ends - starts, out=raw_offsets[1:])
+    raw = data[np.arange(raw_offsets[-1]) + np.repeat(starts - raw_offsets[:-1], ends - starts)]
+    odd = np.concatenate(([0], np.cumsum((raw < 0x20) | (raw > 0x7E))))[raw_offsets]
+    plain = np.flatnonzero((ends > starts) & (odd[1:] == odd[:-1]))
+    tails: list[str] = [""] * len(lines)
+    done = np.zeros(len(lines), bool)
+    named = 0
+    if len(plain):
+        texts = pa.StringArray.from_buffers(len(lines), pa.py_buffer(raw_offsets), pa.py_buffer(raw))
+        records, ids, kept = _plain_tails(texts.take(pa.array(plain)), [reasons[i] for i in plain.tolist()])
+        for index, record in zip(plain[kept].tolist(), records, strict=True):
+            tails[index] = record
+        named += ids
+        done[plain[kept]] = True
+    for index in np.flatnonzero(~done).tolist():
+        tails[index], has_id = reject_tail(bytes(block[starts[index] : ends[index]]), reasons[index])
+        named += has_id
+    return tails, named
+
+
+def _salvaged(texts: pa.StringArray, pattern: str) -> pa.StringArray:
+    """Each line's first match of ``pattern`` (the groups that did not match are empty) as a JSON string,
+    else ``null``; IDs and these actions need no escapes. Extracting is the slow kernel: it runs only on the
+    lines a plain match finds."""
+    found = pc.match_substring_regex(texts, pattern)
+    groups = pc.extract_regex(texts.filter(found), pattern)
+    value = pc.binary_join_element_wise(*[pc.struct_field(groups, n) for n in range(groups.type.num_fields)], "")
+    quoted = pc.binary_join_element_wise('"', value, '"', "")
+    return pc.replace_with_mask(pc.if_else(found, "", "null"), found, quoted)
+
+
+def _plain_tails(texts: pa.StringArray, reasons: list[str]) -> tuple[list[str], int, np.ndarray]:
+    """The records of lines of printable ASCII (line ends stripped), column by column: those of the lines
+    kept (their indexes are the third value) and how many of them name an ID. A line whose first action is
+    longer than :data:`_ACTION` reads is not kept: Python may find a later one."""
+    ids = _salvaged(texts, _ID_RE2)
+    actions = _salvaged(texts, _ACTION_RE2)
+    kept = pc.less_equal(pc.binary_length(actions), _ACTION_CHARS + 2)  # + 2: the quotes
+    lengths = pc.binary_length(texts)
+    raw = pc.utf8_slice_codeunits(texts, 0, RAW_LIMIT)
+    quoted_reasons = {reason: _quote(reason) for reason in set(reasons)}
+    columns = [
+        ',"reason":',
+        pa.array([quoted_reasons[reason] for reason in reasons], pa.string()),
+        ',"id":',
+        ids,
+        ',"action":',
+        actions,
+        ',"bytes":',
+        lengths.cast(pa.string()),
+        ',"cut":',
+        pc.if_else(pc.greater(lengths, RAW_LIMIT), "true", "false"),
+        ',"raw":"',
+        pc.replace_substring(pc.replace_substring(raw, "\\", "\\\\"), '"', '\\"'),
+        '"}\n',
+    ]
+    records = pc.binary_join_element_wise(*columns, "").filter(kept).to_pylist()
+    named = pc.sum(pc.not_equal(ids.filter(kept), "null")).as_py() or 0
+    return records, named, np.flatnonzero(kept.to_numpy(zero_copy_only=False))
