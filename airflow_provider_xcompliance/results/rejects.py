@@ -69,8 +69,10 @@ def reject_tail(raw: bytes, reason: str) -> tuple[str, bool]:
     return tail, found is not None
 
 
-def reject_tails(block: Block, offsets: np.ndarray, lines: np.ndarray, reasons: list[str]) -> tuple[list[str], int]:
-    """:func:`reject_tail` of each of ``lines`` (indexes into the block's ``offsets``), and how many name an ID.
+def reject_tails(
+    block: Block, offsets: np.ndarray, lines: np.ndarray, reasons: list[str]
+) -> tuple[list[str], int]:
+    """:func:`reject_tail` of each of ``lines`` (indexes into the block's ``offsets``); how many name an ID.
 
     Lines of printable ASCII (a rejected line nearly always is) are done together by Arrow kernels, which
     release the GIL the parsing threads share: their text is valid UTF-8 that needs only quotes and
@@ -108,7 +110,7 @@ def _salvaged(texts: pa.StringArray, pattern: str) -> pa.StringArray:
     lines a plain match finds."""
     found = pc.match_substring_regex(texts, pattern)
     groups = pc.extract_regex(texts.filter(found), pattern)
-    value = pc.binary_join_element_wise(*[pc.struct_field(groups, n) for n in range(groups.type.num_fields)], "")
+    value = pc.binary_join_element_wise(*[pc.struct_field(groups, n) for n in range(len(groups.type))], "")
     quoted = pc.binary_join_element_wise('"', value, '"', "")
     return pc.replace_with_mask(pc.if_else(found, "", "null"), found, quoted)
 

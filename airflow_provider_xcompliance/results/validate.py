@@ -101,7 +101,8 @@ def type_rows(table: pa.Table, id_type: IdType) -> tuple[pa.Table, list[tuple[in
         masks = [mask.to_numpy(zero_copy_only=False) for _, mask in checks]
         first = np.select(masks, np.arange(len(checks)), default=-1)
         rows = np.flatnonzero(first >= 0)
-        rejects = [(row, checks[check][0]) for row, check in zip(rows.tolist(), first[rows].tolist(), strict=True)]
+        reasons = [checks[check][0] for check in first[rows].tolist()]
+        rejects = list(zip(rows.tolist(), reasons, strict=True))
         keep = pc.invert(bad)
         columns = {name: column.filter(keep) for name, column in columns.items()}
         odd, created_text = odd.filter(keep), created_text.filter(keep)
