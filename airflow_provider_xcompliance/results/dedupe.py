@@ -45,12 +45,11 @@ def order_by_bucket(rows: pa.Table, lines: np.ndarray, buckets: int) -> tuple[pa
         key += ((hashes.astype(np.uint64) * _HASH_MULTIPLIER) >> shift).astype(np.int64)
     counts = np.bincount(key, minlength=actions * buckets).reshape(actions, buckets)
     if actions * buckets <= 1 << 16:
-        # rows come as a few runs in line order (one per parse path): a stable sort merges them, then a
+        # rows come as a few runs in line order (one per parse path), which a stable sort merges; then a
         # radix sort of the keys keeps line order among ties
-        by_line = None if (lines[1:] > lines[:-1]).all() else np.argsort(lines, kind="stable")
-        ordered_key = key if by_line is None else key[by_line]
-        order = np.argsort(ordered_key.astype(np.uint16), kind="stable")
-        order = order if by_line is None else by_line[order]
+        in_order = (lines[1:] > lines[:-1]).all()
+        by_line = np.arange(len(lines)) if in_order else np.argsort(lines, kind="stable")
+        order = by_line[np.argsort(key[by_line].astype(np.uint16), kind="stable")]
     else:
         order = np.lexsort((lines, key))
     if (order[1:] < order[:-1]).any():
