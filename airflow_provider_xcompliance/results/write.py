@@ -34,22 +34,17 @@ ROW_GROUP_ROWS = 1 << 18  # rows buffered per table before a row group is writte
 
 def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     """``ParquetWriter`` options of the tables: dictionary pages and no statistics for the dictionary
-    columns, plain pages and statistics for the others; int64 ids uncompressed.
+    columns, plain pages and statistics for the others.
 
     Ids and timestamps are nearly all distinct: for them the writer would build a dictionary, overflow it
     and fall back to plain pages, which costs CPU and file size. Their min/max statistics let readers skip
     row groups; those of the dictionary columns (one action per table, a few reasons) cost writing time and
-    prune nothing. Snappy finds nothing to shorten in int64 ids (their pages come out larger): it would only
-    cost CPU.
+    prune nothing.
     """
     dictionary = [field.name for field in schema if pa.types.is_dictionary(field.type)]
     return {
         "use_dictionary": dictionary,
         "write_statistics": [field.name for field in schema if field.name not in dictionary],
-        "compression": {
-            field.name: "none" if field.name == "id" and pa.types.is_integer(field.type) else "snappy"
-            for field in schema
-        },
     }
 
 

@@ -328,16 +328,6 @@ def test_int64_ids_are_the_default(tmp_path: Path) -> None:
     assert table(tmp_path)["id"].to_pylist() == [1265324480517361664]
 
 
-@pytest.mark.parametrize(("id_type", "id_codec"), [("int64", "UNCOMPRESSED"), ("string", "SNAPPY")])
-def test_only_int64_ids_are_written_uncompressed(tmp_path: Path, id_type: str, id_codec: str) -> None:
-    convert(tmp_path, line(id="1"), id_type=id_type)
-
-    metadata = pq.ParquetFile(tmp_path / "out" / "delete" / "part-00000.parquet").metadata
-    codecs = {metadata.schema.column(n).name: metadata.row_group(0).column(n).compression for n in range(7)}
-    assert codecs.pop("id") == id_codec
-    assert set(codecs.values()) == {"SNAPPY"}
-
-
 def test_job_ids_come_from_the_mapping_the_argument_or_the_file_name(tmp_path: Path) -> None:
     named = write(tmp_path / "results_1425543269983784962.jsonl", line(id="1"))
     mapped = write(tmp_path / "chunk-2.jsonl", line(id="2"))
