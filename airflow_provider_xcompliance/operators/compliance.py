@@ -371,8 +371,10 @@ class XComplianceRunJobOperator(_XComplianceJobOperator):
 
     def _proceed(self, context: Context, runner: JobRunner) -> Any:
         """Run the chunks the API and the destination do not show as finished, one job at a time."""
-        prepared = self._planned_ids(context)
+        plan = self._plan(context)
+        prepared = self._planned_ids(context, plan)
         done = self._finished_chunks(context, prepared)
+        stage = self._stager(plan)
         for chunk in prepared.chunks[len(done) :]:
             remaining = sum(c.ids for c in prepared.chunks[chunk.index :])
             rate = lifecycle.processing_rate(done)
@@ -380,20 +382,19 @@ class XComplianceRunJobOperator(_XComplianceJobOperator):
                 lifecycle.eta_message(chunk.index, len(prepared.chunks), chunk.ids, remaining, rate)
             )
             name = self._chunk_name(context, prepared, chunk.index)
-            job = runner.wait(runner.start(chunk, name, stage=self._stager(context)), chunk.ids)
+            job = runner.wait(runner.start(chunk, name, stage=stage), chunk.ids)
             done.append(self._download(prepared, chunk, name, job))
             runner.job_id = None  # complete and downloaded: nothing left for a kill to cancel
             context["ti"].xcom_push(key="chunks", value=done)
         shutil.rmtree(self._staging_dir(context), ignore_errors=True)
-        self._plan(context).finish(prepared)
+        plan.finish(prepared)
         return self._summary(context, prepared, done)
 
     # --- the chunk plan, stored at the destination so a try on any worker can resume ---
 
-    def _planned_ids(self, context: Context) -> PreparedIds:
+    def _planned_ids(self, context: Context, plan: StoredPlan) -> PreparedIds:
         """The chunks of this task run: from the plan at the destination (checked against the source, which
         is not read again), or read from the source once, staged at the destination and planned."""
-        plan = self._plan(context)
         prepared = plan.load(self._read_ids)
         if prepared is not None:
             self._publish_counts(context, prepared)  # a new try starts without its predecessors' XCom
@@ -401,9 +402,8 @@ class XComplianceRunJobOperator(_XComplianceJobOperator):
         fingerprint = plan.fingerprint()  # before the read: a change during it shows at a retry
         return plan.save(self._staged_ids(context), fingerprint)
 
-    def _stager(self, context: Context) -> Stage:
+    def _stager(self, plan: StoredPlan) -> Stage:
         """Fetches a chunk's IDs from the plan when this worker's disk does not hold them."""
-        plan = self._plan(context)
 
         def stage(chunk: IdChunk) -> None:
             if not chunk.path.exists():
@@ -467,7 +467,8 @@ class XComplianceRunJobOperator(_XComplianceJobOperator):
 
     def _ids_of(self, context: Context, job_id: str) -> int | None:
         """How many IDs the chunk of this job held (for the size hint of a failed job)."""
-        prepared, name = self._planned_ids(context), self.hook.get_job(job_id).name
+        prepared = self._planned_ids(context, self._plan(context))
+        name = self.hook.get_job(job_id).name
         sizes = {self._chunk_name(context, prepared, c.index): c.ids for c in prepared.chunks}
         return sizes.get(name or "")
 
