@@ -109,6 +109,20 @@ class Counts:
         rows = sum(n for n, _ in by_reason.values())
         return cls(rows, sum(ids for _, ids in by_reason.values()), by_reason)
 
+    @classmethod
+    def total(cls, parts: Sequence[Counts]) -> Counts:
+        """The counts of disjoint sets of IDs added up (per reason only where every part counted so)."""
+        if parts and all(part.by_reason is not None for part in parts):
+            by_reason: dict[str, tuple[int, int]] = {}
+            for part in parts:
+                for reason, (rows, ids) in (part.by_reason or {}).items():
+                    before = by_reason.get(reason, (0, 0))
+                    by_reason[reason] = (before[0] + rows, before[1] + ids)
+            return cls.per_reason(by_reason)
+        changed = [part.ids_changed for part in parts]
+        rows = sum(part.rows_changed for part in parts)
+        return cls(rows, None if None in changed else sum(n or 0 for n in changed))
+
 
 @dataclasses.dataclass(frozen=True)
 class ReasonChange:

@@ -1,25 +1,32 @@
 """The SQL of :func:`warehouse.apply_changes`, per warehouse family.
 
-* :class:`DuckDBEngine` reads the Parquet parts in the statements themselves (``read_parquet``) and changes
-  each action's rows with one ``DELETE``/``UPDATE ... WHERE id IN (SELECT id FROM read_parquet(...))``, one
-  pass over the target, counting the rows it changed. Counting per reason as well takes a second pass (the
-  join carrying each ID's reason; ``RETURNING`` fetches every column of every changed row), so it is asked
-  for with ``count_by_reason``: the rows are then found once into a temporary table of row ids with their
-  reasons, counted, and changed by row id. A dry run counts per reason: it is one pass.
+* :class:`DuckDBEngine` reads the Parquet parts in the statements themselves (``read_parquet``; parts in
+  object storage are copied to local files first) and changes each action's rows with
+  ``DELETE``/``UPDATE ... WHERE id IN (SELECT id FROM read_parquet(...))``, one statement per range of about
+  ``ids_per_statement`` IDs, counting the rows it changed. Counting per reason as well takes a second pass
+  (the join carrying each ID's reason; ``RETURNING`` fetches every column of every changed row), so it is
+  asked for with ``count_by_reason``: the rows are then found once into a temporary table of row ids with
+  their reasons, counted, and changed by row id. A dry run counts per reason: it is one pass.
 * :class:`PostgresEngine` loads the IDs with ``COPY`` into a temporary table and changes rows with a join in
   one statement whose ``RETURNING`` clause gives the counts per reason (a data-modifying CTE).
 * :class:`GenericEngine`, for any other DB-API warehouse: the IDs go into a temporary table in batches
   (``executemany``), the rows are counted with a join, then changed with ``IN (SELECT ...)``.
 
-The PostgreSQL and generic engines stream the Parquet parts a batch at a time, so their memory stays flat
-whatever the number of IDs; DuckDB's join holds the IDs of one action table in the task's process.
+Memory stays flat whatever the number of IDs: the PostgreSQL and generic engines stream the Parquet parts a
+batch at a time, and DuckDB's join holds one range of IDs at a time.
 Names reaching the SQL come from :class:`warehouse.Target` (validated and quoted); values are bound
 parameters or typed literals built here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
+import itertools
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -30,18 +37,26 @@ from airflow_provider_xcompliance.warehouse import NULL_REASON, ActionTable, Cou
 STAGE = "xcompliance_ids"
 HITS = "xcompliance_hits"
 BATCH_ROWS = 65_536
+IDS_PER_STATEMENT = 250_000
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 
-def engine_for(conn_type: str | None, *, placeholder: str = "%s", count_by_reason: bool = False) -> Engine:
+def engine_for(
+    conn_type: str | None,
+    *,
+    placeholder: str = "%s",
+    count_by_reason: bool = False,
+    ids_per_statement: int = IDS_PER_STATEMENT,
+) -> Engine:
     """The engine for an Airflow connection type: DuckDB and PostgreSQL first-class, the rest generic.
 
-    ``count_by_reason`` matters to DuckDB only: the others count per reason at no extra pass.
+    ``count_by_reason`` and ``ids_per_statement`` matter to DuckDB only: the others count per reason at no
+    extra pass, and their server holds the IDs.
     """
     if conn_type == "duckdb":
-        return DuckDBEngine(count_by_reason=count_by_reason)
+        return DuckDBEngine(count_by_reason=count_by_reason, ids_per_statement=ids_per_statement)
     if conn_type in ("postgres", "postgresql"):
         return PostgresEngine()
     return GenericEngine(placeholder=placeholder)
@@ -60,7 +75,7 @@ def id_batches(parts: Sequence[str], batch_rows: int = BATCH_ROWS) -> Iterator[p
                 yield pa.RecordBatch.from_arrays([batch.column(0), reason], names=["id", "reason"])
 
 
-def _range(target: Target, table: ActionTable, alias: str, p: str) -> tuple[str, list[datetime]]:
+def _created_at(target: Target, table: ActionTable, alias: str, p: str) -> tuple[str, list[datetime]]:
     """The ``created_at`` range predicate and its parameters (nothing without a column or a range)."""
     if target.created_at_column is None or table.created_at_range is None:
         return "", []
@@ -73,9 +88,13 @@ def _dirty(target: Target, alias: str) -> str:
     return " AND (" + " OR ".join(f"{alias}{c} IS NOT NULL" for c in target.geo_columns) + ")"
 
 
-def _filters(target: Target, table: ActionTable, alias: str, p: str) -> tuple[str, list[datetime]]:
+def _filters(
+    target: Target, table: ActionTable, alias: str, p: str, ids: IdRange | None = None
+) -> tuple[str, list[datetime]]:
     """The predicates beyond the ID join, with ``p`` as the parameter placeholder."""
-    predicate, params = _range(target, table, alias, p)
+    predicate, params = _created_at(target, table, alias, p)
+    if ids is not None:
+        predicate += ids.predicate(f"{alias}{target.id_column}")
     if table.operation == "scrub_geo":
         predicate += _dirty(target, alias)
     return predicate, params
@@ -86,9 +105,11 @@ def _set_nulls(target: Target) -> str:
     return ", ".join(f"{c} = NULL" for c in target.geo_columns)
 
 
-def _count_sql(target: Target, table: ActionTable, source: str, p: str) -> tuple[str, list[datetime]]:
+def _count_sql(
+    target: Target, table: ActionTable, source: str, p: str, ids: IdRange | None = None
+) -> tuple[str, list[datetime]]:
     """Rows and IDs per reason that the table's operation would change."""
-    predicate, params = _filters(target, table, "t.", p)
+    predicate, params = _filters(target, table, "t.", p, ids)
     return (
         f"SELECT s.reason, count(*), count(DISTINCT s.id) FROM {target.table} t "
         f"JOIN {source} s ON t.{target.id_column} = s.id WHERE 1 = 1{predicate} GROUP BY s.reason",
@@ -104,12 +125,20 @@ def _counts(rows: Sequence[Sequence[Any]]) -> Counts:
 
 
 class DuckDBEngine:
-    """DuckDB: Parquet read in place; one statement per action table, or row ids when counting per reason."""
+    """DuckDB: Parquet read in place, one statement per range of IDs per action table.
+
+    A statement's join holds its IDs in the task's process, so the IDs are split into ranges of about
+    ``ids_per_statement`` each: memory stays flat whatever their number, and a target stored in ID order
+    (X's IDs grow with time) skips the blocks outside each range.
+    """
 
     placeholder = "?"
 
-    def __init__(self, *, count_by_reason: bool = False) -> None:
+    def __init__(self, *, count_by_reason: bool = False, ids_per_statement: int = IDS_PER_STATEMENT) -> None:
+        if ids_per_statement < 1:
+            raise ValueError(f"ids_per_statement must be at least 1, not {ids_per_statement}")
         self.count_by_reason = count_by_reason
+        self.ids_per_statement = ids_per_statement
 
     def begin(self, connection: Any) -> Any:
         # A DuckDB cursor is a second connection with its own transaction: work on the connection itself.
@@ -119,13 +148,24 @@ class DuckDBEngine:
     def change(
         self, cursor: Any, target: Target, table: ActionTable, *, id_type: str, dry_run: bool
     ) -> Counts:
-        source = self._source(cursor, table, id_type)
+        with _local_files(table.parts) as files:
+            parquet = "read_parquet([" + ", ".join(_string_literal(f) for f in files) + "])"
+            ranges = id_ranges(cursor, parquet, -(-table.ids // self.ids_per_statement))
+            return Counts.total(
+                [self._change(cursor, target, table, parquet, ids, dry_run) for ids in ranges]
+            )
+
+    def _change(
+        self, cursor: Any, target: Target, table: ActionTable, parquet: str, ids: IdRange, dry_run: bool
+    ) -> Counts:
+        """Change (or, for a dry run, count) the rows of the IDs in one range."""
+        source = f"(SELECT id, reason FROM {parquet} WHERE true{ids.predicate('id')})"
         if dry_run:
-            sql, params = _count_sql(target, table, source, "?")
+            sql, params = _count_sql(target, table, source, "?", ids)
             return _counts(cursor.execute(sql, params).fetchall())
         if self.count_by_reason:
-            return self._change_by_row_id(cursor, target, table, source)
-        predicate, params = _filters(target, table, "", "?")
+            return self._change_by_row_id(cursor, target, table, source, ids)
+        predicate, params = _filters(target, table, "", "?", ids)
         where = f"WHERE {target.id_column} IN (SELECT id FROM {source}){predicate}"
         if table.operation == "delete":
             (rows,) = cursor.execute(f"DELETE FROM {target.table} {where}", params).fetchone()
@@ -135,9 +175,11 @@ class DuckDBEngine:
             ).fetchone()
         return Counts(rows_changed=int(rows))
 
-    def _change_by_row_id(self, cursor: Any, target: Target, table: ActionTable, source: str) -> Counts:
+    def _change_by_row_id(
+        self, cursor: Any, target: Target, table: ActionTable, source: str, ids: IdRange
+    ) -> Counts:
         """Find the rows once with their reasons, count them per reason, change them by row id."""
-        predicate, params = _filters(target, table, "t.", "?")
+        predicate, params = _filters(target, table, "t.", "?", ids)
         cursor.execute(
             f"CREATE OR REPLACE TEMP TABLE {HITS} AS SELECT t.rowid AS row_id, s.id, s.reason "
             f"FROM {target.table} t JOIN {source} s ON t.{target.id_column} = s.id WHERE 1 = 1{predicate}",
@@ -153,18 +195,58 @@ class DuckDBEngine:
         cursor.execute(f"DROP TABLE {HITS}")
         return counts
 
-    def _source(self, cursor: Any, table: ActionTable, id_type: str) -> str:
-        """``read_parquet`` of local parts; other locations are streamed into a temporary table."""
-        if all(paths.is_local(part) for part in table.parts):
-            files = ", ".join(_string_literal(str(paths.as_path(p))) for p in table.parts)
-            return f"read_parquet([{files}])"
-        id_sql = "BIGINT" if id_type == "int64" else "VARCHAR"
-        cursor.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE} (id {id_sql}, reason VARCHAR)")
-        for batch in id_batches(table.parts):
-            cursor.register("xcompliance_batch", batch)
-            cursor.execute(f"INSERT INTO {STAGE} SELECT id, reason FROM xcompliance_batch")
-            cursor.unregister("xcompliance_batch")
-        return STAGE
+
+@dataclasses.dataclass(frozen=True)
+class IdRange:
+    """IDs from ``low`` (inclusive) to ``high`` (exclusive); None is unbounded."""
+
+    low: int | str | None = None
+    high: int | str | None = None
+
+    def predicate(self, column: str) -> str:
+        """`` AND`` clauses bounding ``column`` (typed literals: the bounds are IDs read from the tables)."""
+        low = "" if self.low is None else f" AND {column} >= {_literal(self.low)}"
+        return low + ("" if self.high is None else f" AND {column} < {_literal(self.high)}")
+
+
+def id_ranges(cursor: Any, parquet: str, count: int) -> list[IdRange]:
+    """``count`` ranges that together hold every ID, split at a sample's quantiles (so about equal).
+
+    The first and last range are unbounded and each bound starts the next range, so no ID falls between
+    two ranges whatever the sample.
+    """
+    if count <= 1:
+        return [IdRange()]
+    sample = f"SELECT id FROM {parquet} USING SAMPLE reservoir({64 * count} ROWS) REPEATABLE (1)"
+    rows = cursor.execute(f"SELECT id FROM ({sample}) WHERE id IS NOT NULL ORDER BY id").fetchall()
+    ids = [row[0] for row in rows]
+    bounds = list(dict.fromkeys(ids[len(ids) * n // count] for n in range(1, count) if ids))
+    edges = [None, *bounds, None]
+    return [IdRange(low, high) for low, high in itertools.pairwise(edges)]
+
+
+def _literal(value: int | str) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _string_literal(value)
+    raise TypeError(f"IDs must be integers or strings, not {type(value).__name__}")
+
+
+@contextlib.contextmanager
+def _local_files(parts: Sequence[str]) -> Iterator[list[str]]:
+    """The parts as local files: object-storage parts are copied to a temporary folder first."""
+    if all(paths.is_local(part) for part in parts):
+        yield [str(paths.as_path(part)) for part in parts]
+        return
+    with tempfile.TemporaryDirectory(prefix="xcompliance-apply-") as folder:
+        files = []
+        for number, part in enumerate(parts):
+            local = os.path.join(folder, f"part-{number}.parquet")
+            with paths.as_path(part).open("rb") as source, open(local, "wb") as copy:
+                shutil.copyfileobj(source, copy, 1 << 20)
+            files.append(local)
+        yield files
 
 
 class _DbApiEngine:

@@ -19,7 +19,7 @@ from airflow_provider_xcompliance.warehouse import (
     format_record,
     read_result_tables,
 )
-from airflow_provider_xcompliance.warehouse_sql import engine_for
+from airflow_provider_xcompliance.warehouse_sql import IDS_PER_STATEMENT, engine_for
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -77,6 +77,10 @@ class XComplianceApplyOperator(BaseOperator):
         pass over the table. Without it DuckDB changes each action's rows in one statement and the record
         has the exact rows per action and, per reason, the IDs the results hold (``"counted": "per_action"``).
         Other warehouses always count per reason (at no extra pass), as does a dry run.
+    :param ids_per_statement: DuckDB only: the IDs of an action are changed a range of about this many at a
+        time, so the task's memory stays flat whatever their number. Each statement reads the blocks of the
+        target its range may hold: a target stored in ID order (X's IDs grow with time) skips the others,
+        one in no such order is scanned once per statement, so there a larger value trades memory for time.
     """
 
     template_fields: Sequence[str] = ("tables", "conn_id", "table")
@@ -94,6 +98,7 @@ class XComplianceApplyOperator(BaseOperator):
         dry_run: bool = False,
         actions: Mapping[str, str] | None = None,
         count_by_reason: bool = False,
+        ids_per_statement: int = IDS_PER_STATEMENT,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -106,6 +111,7 @@ class XComplianceApplyOperator(BaseOperator):
         self.is_dry_run = dry_run  # BaseOperator.dry_run is a method
         self.actions = actions
         self.count_by_reason = count_by_reason
+        self.ids_per_statement = ids_per_statement
         self._applied: list[str] = []  # for lineage: the table folders applied
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -117,7 +123,10 @@ class XComplianceApplyOperator(BaseOperator):
             record = apply_tables(
                 connection,
                 engine_for(
-                    hook.conn_type, placeholder=hook.placeholder, count_by_reason=self.count_by_reason
+                    hook.conn_type,
+                    placeholder=hook.placeholder,
+                    count_by_reason=self.count_by_reason,
+                    ids_per_statement=self.ids_per_statement,
                 ),
                 results,
                 table=self.table,

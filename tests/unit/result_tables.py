@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from airflow_provider_xcompliance.results import results_to_parquet
+from airflow_provider_xcompliance.results.schema import IdType
 
 EPOCH = datetime(2020, 1, 1, tzinfo=timezone.utc)
 
@@ -18,7 +19,11 @@ def created_at(post_id: int) -> datetime:
 
 
 def write_tables(
-    folder: Path, rows: Mapping[tuple[str, str | None], Iterable[int]], *, job_id: str = "1500000000000000001"
+    folder: Path,
+    rows: Mapping[tuple[str, str | None], Iterable[int]],
+    *,
+    job_id: str = "1500000000000000001",
+    id_type: IdType = "int64",
 ) -> Path:
     """JSONL results for ``{(action, reason): ids}`` converted into ``folder/tables``; returns that folder."""
     source = folder / f"results-{job_id}.jsonl"
@@ -29,5 +34,5 @@ def write_tables(
                 record = {"id": str(post_id), "action": action, "created_at": when, "reason": reason}
                 out.write(json.dumps(record) + "\n")
     destination = folder / "tables"
-    results_to_parquet(source, destination, job_type="tweets")
+    results_to_parquet(source, destination, job_type="tweets", id_type=id_type)
     return destination

@@ -137,3 +137,24 @@ def test_count_by_reason_counts_each_reason_on_duckdb(tmp_path: Path, warehouse:
         "suspended": {"ids": 2, "rows_changed": 2, "ids_changed": 1, "ids_unchanged": 1},
     }
     assert (exact["rows_deleted"], exact["ids_unchanged"]) == (3, 2)
+
+
+def test_ids_per_statement_splits_duckdb_statements(
+    tables: Path, warehouse: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_xcompliance import warehouse_sql
+
+    asked: list[int] = []
+
+    def ranges(cursor: Any, parquet: str, count: int) -> list[warehouse_sql.IdRange]:
+        asked.append(count)
+        return real(cursor, parquet, count)
+
+    real = warehouse_sql.id_ranges
+    monkeypatch.setattr(warehouse_sql, "id_ranges", ranges)
+
+    record = operator(str(tables), ids_per_statement=2).execute(context={"outlet_events": {}})  # type: ignore[arg-type]
+
+    assert asked == [2, 1]  # delete: 3 IDs, 2 a statement; scrub_geo: 2 IDs
+    assert (record["rows_deleted"], record["rows_scrubbed"]) == (3, 2)
+    assert rows(warehouse) == [(4, None), (5, None), (6, None), (7, None), (8, None), (9, None), (10, None)]
