@@ -83,3 +83,54 @@ def test_string_ids_split_into_ranges_delete_exactly_their_rows(tmp_path: Path) 
 def test_a_statement_needs_at_least_one_id() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         DuckDBEngine(ids_per_statement=0)
+
+
+def _apply_deletes(path: Path, tables: Path, memory_limit: str | None = None) -> tuple[str, bool, int]:
+    """Apply, then (connection still open) its memory limit, whether a WAL is left, and the posts left."""
+    config = {"memory_limit": memory_limit} if memory_limit else {}
+    with duckdb.connect(str(path), config=config) as con:
+        apply_tables(con, DuckDBEngine(), read_result_tables(str(tables)), table="posts", quoting=Quoting())
+        (limit,) = con.execute("SELECT current_setting('memory_limit')").fetchone()  # type: ignore[misc]
+        wal = Path(f"{path}.wal")
+        (left,) = con.execute("SELECT count(*) FROM posts").fetchone()  # type: ignore[misc]
+        return limit, wal.exists() and wal.stat().st_size > 0, left
+
+
+@pytest.fixture
+def posts(tmp_path: Path) -> Path:
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "CREATE TABLE posts AS SELECT i AS id, repeat('x', 100) AS text FROM range(1, 200001) t(i)"
+        )
+    return path
+
+
+@pytest.fixture
+def half(tmp_path: Path) -> Path:
+    return write_tables(tmp_path, {("delete", "deleted"): range(1, 200001, 2)})
+
+
+def test_duckdb_checkpoints_after_the_commit_and_restores_the_default_limit(posts: Path, half: Path) -> None:
+    default = duckdb.connect().execute("SELECT current_setting('memory_limit')").fetchone()[0]  # type: ignore[index]
+
+    assert _apply_deletes(posts, half) == (default, False, 100_000)
+
+
+def test_a_connection_with_its_own_memory_limit_keeps_it(posts: Path, half: Path) -> None:
+    limit, wal_left, left = _apply_deletes(posts, half, memory_limit="300MB")
+
+    assert limit != duckdb.connect().execute("SELECT current_setting('memory_limit')").fetchone()[0]  # type: ignore[index]
+    assert limit.endswith("MiB")
+    assert (wal_left, left) == (False, 100_000)
+
+
+def test_a_bound_too_small_for_the_checkpoint_falls_back_to_the_default(
+    posts: Path, half: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_xcompliance import warehouse_sql
+
+    monkeypatch.setattr(warehouse_sql, "CHECKPOINT_MEMORY", "1KB")  # DuckDB cannot even shrink to it
+    default = duckdb.connect().execute("SELECT current_setting('memory_limit')").fetchone()[0]  # type: ignore[index]
+
+    assert _apply_deletes(posts, half) == (default, False, 100_000)
