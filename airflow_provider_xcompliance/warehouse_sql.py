@@ -38,7 +38,7 @@ STAGE = "xcompliance_ids"
 HITS = "xcompliance_hits"
 BATCH_ROWS = 65_536
 IDS_PER_STATEMENT = 250_000
-CHECKPOINT_MEMORY = "128MB"
+CHECKPOINT_MEMORY = "96MB"
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -50,14 +50,19 @@ def engine_for(
     placeholder: str = "%s",
     count_by_reason: bool = False,
     ids_per_statement: int = IDS_PER_STATEMENT,
+    checkpoint_memory: str | None = None,
 ) -> Engine:
     """The engine for an Airflow connection type: DuckDB and PostgreSQL first-class, the rest generic.
 
-    ``count_by_reason`` and ``ids_per_statement`` matter to DuckDB only: the others count per reason at no
-    extra pass, and their server holds the IDs.
+    The other options matter to DuckDB only (see :class:`DuckDBEngine`): the other warehouses count per
+    reason at no extra pass, and their server holds the IDs and settles its writes.
     """
     if conn_type == "duckdb":
-        return DuckDBEngine(count_by_reason=count_by_reason, ids_per_statement=ids_per_statement)
+        return DuckDBEngine(
+            count_by_reason=count_by_reason,
+            ids_per_statement=ids_per_statement,
+            checkpoint_memory=checkpoint_memory,
+        )
     if conn_type in ("postgres", "postgresql"):
         return PostgresEngine()
     return GenericEngine(placeholder=placeholder)
@@ -135,11 +140,18 @@ class DuckDBEngine:
 
     placeholder = "?"
 
-    def __init__(self, *, count_by_reason: bool = False, ids_per_statement: int = IDS_PER_STATEMENT) -> None:
+    def __init__(
+        self,
+        *,
+        count_by_reason: bool = False,
+        ids_per_statement: int = IDS_PER_STATEMENT,
+        checkpoint_memory: str | None = None,
+    ) -> None:
         if ids_per_statement < 1:
             raise ValueError(f"ids_per_statement must be at least 1, not {ids_per_statement}")
         self.count_by_reason = count_by_reason
         self.ids_per_statement = ids_per_statement
+        self.checkpoint_memory = checkpoint_memory
 
     def begin(self, connection: Any) -> Any:
         # A DuckDB cursor is a second connection with its own transaction: work on the connection itself.
@@ -177,20 +189,20 @@ class DuckDBEngine:
         return Counts(rows_changed=int(rows))
 
     def settle(self, connection: Any) -> None:
-        """Checkpoint now, with memory bounded: rewriting row groups that lost many rows (which DuckDB does at
-        the first checkpoint, else when the connection closes) would take memory in proportion to them.
+        """Checkpoint now, under ``checkpoint_memory`` if given: rewriting row groups that lost many rows
+        (DuckDB does it at the first checkpoint, else when the connection closes) takes memory in proportion
+        to them unless bounded.
 
-        Only a connection at DuckDB's default limit is bounded (one with a limit of its own keeps it), and
-        where the bound is too small (wide row groups, or more memory held than it allows) the checkpoint
-        runs under the default: the bound saves memory, it never fails a committed apply.
+        The bound replaces the connection's limit for the checkpoint, then DuckDB's default is restored: give
+        it only for a connection at the default. Where it is too small (wide row groups, or more memory held
+        than it allows), the checkpoint runs under the default: the bound saves memory, it never fails a
+        committed apply.
         """
         import duckdb
 
-        with duckdb.connect() as fresh:
-            default = _memory_limit(fresh)
-        if _memory_limit(connection) == default:
+        if self.checkpoint_memory is not None:
             try:
-                connection.execute(f"SET memory_limit = {_string_literal(CHECKPOINT_MEMORY)}")
+                connection.execute(f"SET memory_limit = {_string_literal(self.checkpoint_memory)}")
                 connection.execute("CHECKPOINT")
             except duckdb.OutOfMemoryException:
                 pass  # checkpointed below, under the default limit
@@ -246,11 +258,6 @@ def id_ranges(cursor: Any, parquet: str, count: int) -> list[IdRange]:
     bounds = list(dict.fromkeys(ids[len(ids) * n // count] for n in range(1, count) if ids))
     edges = [None, *bounds, None]
     return [IdRange(low, high) for low, high in itertools.pairwise(edges)]
-
-
-def _memory_limit(connection: Any) -> str:
-    (limit,) = connection.execute("SELECT current_setting('memory_limit')").fetchone()
-    return str(limit)
 
 
 def _literal(value: int | str) -> str:

@@ -85,15 +85,19 @@ def test_a_statement_needs_at_least_one_id() -> None:
         DuckDBEngine(ids_per_statement=0)
 
 
-def _apply_deletes(path: Path, tables: Path, memory_limit: str | None = None) -> tuple[str, bool, int]:
+def _apply_deletes(path: Path, tables: Path, engine: DuckDBEngine, **config: str) -> tuple[str, bool, int]:
     """Apply, then (connection still open) its memory limit, whether a WAL is left, and the posts left."""
-    config = {"memory_limit": memory_limit} if memory_limit else {}
     with duckdb.connect(str(path), config=config) as con:
-        apply_tables(con, DuckDBEngine(), read_result_tables(str(tables)), table="posts", quoting=Quoting())
+        apply_tables(con, engine, read_result_tables(str(tables)), table="posts", quoting=Quoting())
         (limit,) = con.execute("SELECT current_setting('memory_limit')").fetchone()  # type: ignore[misc]
         wal = Path(f"{path}.wal")
         (left,) = con.execute("SELECT count(*) FROM posts").fetchone()  # type: ignore[misc]
         return limit, wal.exists() and wal.stat().st_size > 0, left
+
+
+def _default_limit() -> str:
+    with duckdb.connect() as fresh:
+        return str(fresh.execute("SELECT current_setting('memory_limit')").fetchone()[0])  # type: ignore[index]
 
 
 @pytest.fixture
@@ -111,26 +115,21 @@ def half(tmp_path: Path) -> Path:
     return write_tables(tmp_path, {("delete", "deleted"): range(1, 200001, 2)})
 
 
-def test_duckdb_checkpoints_after_the_commit_and_restores_the_default_limit(posts: Path, half: Path) -> None:
-    default = duckdb.connect().execute("SELECT current_setting('memory_limit')").fetchone()[0]  # type: ignore[index]
+def test_duckdb_checkpoints_under_the_bound_then_restores_the_default_limit(posts: Path, half: Path) -> None:
+    engine = DuckDBEngine(checkpoint_memory="96MB")
 
-    assert _apply_deletes(posts, half) == (default, False, 100_000)
+    assert _apply_deletes(posts, half, engine) == (_default_limit(), False, 100_000)
 
 
-def test_a_connection_with_its_own_memory_limit_keeps_it(posts: Path, half: Path) -> None:
-    limit, wal_left, left = _apply_deletes(posts, half, memory_limit="300MB")
+def test_without_a_bound_duckdb_checkpoints_under_the_connections_own_limit(posts: Path, half: Path) -> None:
+    limit, wal_left, left = _apply_deletes(posts, half, DuckDBEngine(), memory_limit="300MB")
 
-    assert limit != duckdb.connect().execute("SELECT current_setting('memory_limit')").fetchone()[0]  # type: ignore[index]
-    assert limit.endswith("MiB")
+    assert limit != _default_limit()
+    assert limit.endswith("MiB")  # DuckDB's way of writing 300MB
     assert (wal_left, left) == (False, 100_000)
 
 
-def test_a_bound_too_small_for_the_checkpoint_falls_back_to_the_default(
-    posts: Path, half: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from airflow_provider_xcompliance import warehouse_sql
+def test_a_bound_too_small_for_the_checkpoint_falls_back_to_the_default(posts: Path, half: Path) -> None:
+    engine = DuckDBEngine(checkpoint_memory="1KB")  # DuckDB cannot even shrink to it
 
-    monkeypatch.setattr(warehouse_sql, "CHECKPOINT_MEMORY", "1KB")  # DuckDB cannot even shrink to it
-    default = duckdb.connect().execute("SELECT current_setting('memory_limit')").fetchone()[0]  # type: ignore[index]
-
-    assert _apply_deletes(posts, half) == (default, False, 100_000)
+    assert _apply_deletes(posts, half, engine) == (_default_limit(), False, 100_000)
