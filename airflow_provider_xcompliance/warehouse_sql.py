@@ -164,6 +164,7 @@ class DuckDBEngine:
         with _local_files(table.parts) as files:
             parquet = "read_parquet([" + ", ".join(_string_literal(f) for f in files) + "])"
             ranges = id_ranges(cursor, parquet, -(-table.ids // self.ids_per_statement))
+            _check_id_types(cursor, target, parquet)
             return Counts.total(
                 [self._change(cursor, target, table, parquet, ids, dry_run) for ids in ranges]
             )
@@ -258,6 +259,23 @@ def id_ranges(cursor: Any, parquet: str, count: int) -> list[IdRange]:
     bounds = list(dict.fromkeys(ids[len(ids) * n // count] for n in range(1, count) if ids))
     edges = [None, *bounds, None]
     return [IdRange(low, high) for low, high in itertools.pairwise(edges)]
+
+
+def _check_id_types(cursor: Any, target: Target, parquet: str) -> None:
+    """Refuse text IDs against a number column and the reverse: they compare in no common order."""
+    ids, column = _type(cursor, "id", parquet), _type(cursor, target.id_column, target.table)
+    if ids.startswith("VARCHAR") != column.startswith("VARCHAR"):
+        id_type = "string" if column.startswith("VARCHAR") else "int64"
+        raise TypeError(
+            f"{target.table}.{target.id_column} is {column} but the results' IDs are {ids}: write the tables "
+            f"with the reporting step's id_type={id_type!r}. Nothing was applied."
+        )
+
+
+def _type(cursor: Any, column: str, relation: str) -> str:
+    """The SQL type of ``column`` in ``relation`` (a table or a table function), read without a row."""
+    (row,) = cursor.execute(f"DESCRIBE SELECT {column} FROM {relation}").fetchall()
+    return str(row[1]).upper()
 
 
 def _literal(value: int | str) -> str:

@@ -58,7 +58,7 @@ def test_a_bound_is_a_typed_literal_that_quotes_strings() -> None:
         IdRange(1.5).predicate("id")  # type: ignore[arg-type]
 
 
-def test_string_ids_split_into_ranges_delete_exactly_their_rows(tmp_path: Path) -> None:
+def test_text_ids_split_into_ranges_delete_exactly_their_rows(tmp_path: Path) -> None:
     # As text, "10" sorts before "9": the ranges follow the warehouse's order, not the numbers'.
     doomed = range(1, 2000, 3)
     tables = write_tables(tmp_path, {("delete", "deleted"): doomed}, id_type="string")
@@ -78,6 +78,25 @@ def test_string_ids_split_into_ranges_delete_exactly_their_rows(tmp_path: Path) 
 
     assert record.counts()["rows_deleted"] == len(doomed)
     assert left == set(range(1, 3001)) - set(doomed)
+
+
+@pytest.mark.parametrize(
+    ("id_type", "column", "advice"), [("string", "BIGINT", "int64"), ("int64", "VARCHAR", "string")]
+)
+def test_ids_and_a_column_that_order_otherwise_are_refused(
+    tmp_path: Path, id_type: str, column: str, advice: str
+) -> None:
+    tables = write_tables(tmp_path, {("delete", "deleted"): [1, 2]}, id_type=id_type)  # type: ignore[arg-type]
+    path = str(tmp_path / "warehouse.duckdb")
+    with duckdb.connect(path) as con:
+        con.execute(f"CREATE TABLE posts AS SELECT i::{column} AS id FROM range(1, 4) t(i)")
+        with pytest.raises(
+            TypeError, match=f"posts.id is {column} .* id_type='{advice}'. Nothing was applied"
+        ):
+            apply_tables(
+                con, DuckDBEngine(), read_result_tables(str(tables)), table="posts", quoting=Quoting()
+            )
+        assert con.execute("SELECT count(*) FROM posts").fetchone() == (3,)
 
 
 def test_a_statement_needs_at_least_one_id() -> None:
