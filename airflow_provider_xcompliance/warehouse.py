@@ -352,10 +352,6 @@ class Engine(Protocol):
         """Change the rows (count them, change nothing, when ``dry_run``); what was counted."""
         ...
 
-    def settle(self, connection: Any) -> None:
-        """After the commit: the warehouse's own follow-up work, done while the apply still watches."""
-        ...
-
 
 def apply_changes(
     connection: Any,
@@ -385,8 +381,6 @@ def apply_changes(
     except BaseException:
         connection.rollback()
         raise
-    if not dry_run:
-        engine.settle(connection)
     return ApplyRecord(
         target=dict(target_info),
         tables=tables.location,

@@ -38,7 +38,6 @@ STAGE = "xcompliance_ids"
 HITS = "xcompliance_hits"
 BATCH_ROWS = 65_536
 IDS_PER_STATEMENT = 250_000
-CHECKPOINT_MEMORY = "96MB"
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -50,18 +49,16 @@ def engine_for(
     placeholder: str = "%s",
     count_by_reason: bool = False,
     ids_per_statement: int = IDS_PER_STATEMENT,
-    checkpoint_memory: str | None = None,
 ) -> Engine:
     """The engine for an Airflow connection type: DuckDB and PostgreSQL first-class, the rest generic.
 
     The other options matter to DuckDB only (see :class:`DuckDBEngine`): the other warehouses count per
-    reason at no extra pass, and their server holds the IDs and settles its writes.
+    reason at no extra pass, and their server holds the IDs.
     """
     if conn_type == "duckdb":
         return DuckDBEngine(
             count_by_reason=count_by_reason,
             ids_per_statement=ids_per_statement,
-            checkpoint_memory=checkpoint_memory,
         )
     if conn_type in ("postgres", "postgresql"):
         return PostgresEngine()
@@ -145,13 +142,11 @@ class DuckDBEngine:
         *,
         count_by_reason: bool = False,
         ids_per_statement: int = IDS_PER_STATEMENT,
-        checkpoint_memory: str | None = None,
     ) -> None:
         if ids_per_statement < 1:
             raise ValueError(f"ids_per_statement must be at least 1, not {ids_per_statement}")
         self.count_by_reason = count_by_reason
         self.ids_per_statement = ids_per_statement
-        self.checkpoint_memory = checkpoint_memory
 
     def begin(self, connection: Any) -> Any:
         # A DuckDB cursor is a second connection with its own transaction: work on the connection itself.
@@ -188,28 +183,6 @@ class DuckDBEngine:
                 f"UPDATE {target.table} SET {_set_nulls(target)} {where}", params
             ).fetchone()
         return Counts(rows_changed=int(rows))
-
-    def settle(self, connection: Any) -> None:
-        """Checkpoint now, under ``checkpoint_memory`` if given: rewriting row groups that lost many rows
-        (DuckDB does it at the first checkpoint, else when the connection closes) takes memory in proportion
-        to them unless bounded.
-
-        The bound replaces the connection's limit for the checkpoint, then DuckDB's default is restored: give
-        it only for a connection at the default. Where it is too small (wide row groups, or more memory held
-        than it allows), the checkpoint runs under the default: the bound saves memory, it never fails a
-        committed apply.
-        """
-        import duckdb
-
-        if self.checkpoint_memory is not None:
-            try:
-                connection.execute(f"SET memory_limit = {_string_literal(self.checkpoint_memory)}")
-                connection.execute("CHECKPOINT")
-            except duckdb.OutOfMemoryException:
-                pass  # checkpointed below, under the default limit
-            finally:
-                connection.execute("RESET memory_limit")
-        connection.execute("CHECKPOINT")  # after one that succeeded, there is nothing left to write
 
     def _change_by_row_id(
         self, cursor: Any, target: Target, table: ActionTable, source: str, ids: IdRange
@@ -309,9 +282,6 @@ class _DbApiEngine:
         if getattr(connection, "autocommit", False) is True:
             connection.autocommit = False
         return connection.cursor()
-
-    def settle(self, connection: Any) -> None:
-        """Nothing: a server settles its own writes."""
 
 
 def _string_literal(value: str) -> str:

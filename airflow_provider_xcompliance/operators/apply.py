@@ -19,7 +19,7 @@ from airflow_provider_xcompliance.warehouse import (
     format_record,
     read_result_tables,
 )
-from airflow_provider_xcompliance.warehouse_sql import CHECKPOINT_MEMORY, IDS_PER_STATEMENT, engine_for
+from airflow_provider_xcompliance.warehouse_sql import IDS_PER_STATEMENT, engine_for
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -81,8 +81,6 @@ class XComplianceApplyOperator(BaseOperator):
         time, so the task's memory stays flat whatever their number. Each statement reads the blocks of the
         target its range may hold: a target stored in ID order (X's IDs grow with time) skips the others,
         one in no such order is scanned once per statement, so there a larger value trades memory for time.
-        After the commit, DuckDB is checkpointed with memory bounded to 96 MB unless the connection sets its
-        own ``memory_limit``.
     """
 
     template_fields: Sequence[str] = ("tables", "conn_id", "table")
@@ -129,7 +127,6 @@ class XComplianceApplyOperator(BaseOperator):
                     placeholder=hook.placeholder,
                     count_by_reason=self.count_by_reason,
                     ids_per_statement=self.ids_per_statement,
-                    checkpoint_memory=None if _memory_limit(hook) else CHECKPOINT_MEMORY,
                 ),
                 results,
                 table=self.table,
@@ -183,15 +180,6 @@ class XComplianceApplyOperator(BaseOperator):
         database = connection.schema if connection.conn_type != "duckdb" else None
         table = lineage.table_dataset(str(connection.conn_type), connection.host, self.table, database)
         return lineage.operator_lineage(self._applied, [table])
-
-
-def _memory_limit(hook: DbApiHook) -> str | None:
-    """A DuckDB connection's own ``memory_limit``: an argument, its extra or its ``settings``."""
-    settings = getattr(hook, "settings", None)
-    own = getattr(hook, "memory_limit", None) or (
-        settings.get("memory_limit") if isinstance(settings, dict) else None
-    )
-    return str(own) if own else None
 
 
 def _folders(parts: Mapping[str, Sequence[str]]) -> list[str]:

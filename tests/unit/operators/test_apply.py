@@ -158,25 +158,3 @@ def test_ids_per_statement_splits_duckdb_statements(
     assert asked == [2, 1]  # delete: 3 IDs, 2 a statement; scrub_geo: 2 IDs
     assert (record["rows_deleted"], record["rows_scrubbed"]) == (3, 2)
     assert rows(warehouse) == [(4, None), (5, None), (6, None), (7, None), (8, None), (9, None), (10, None)]
-
-
-@pytest.mark.parametrize(
-    ("extra", "bound"),
-    [({}, "96MB"), ({"memory_limit": "1GB"}, None), ({"settings": {"memory_limit": "1GB"}}, None)],
-)
-def test_the_checkpoint_is_bounded_unless_the_connection_sets_a_memory_limit(
-    tables: Path, warehouse: Path, monkeypatch: pytest.MonkeyPatch, extra: dict[str, Any], bound: str | None
-) -> None:
-    from airflow_provider_xcompliance.warehouse_sql import DuckDBEngine
-
-    connection = {"conn_type": "duckdb", "host": str(warehouse), "extra": extra}
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps(connection))
-    bounds: list[str | None] = []
-    settle = DuckDBEngine.settle
-    monkeypatch.setattr(
-        DuckDBEngine, "settle", lambda self, con: (bounds.append(self.checkpoint_memory), settle(self, con))
-    )
-
-    operator(str(tables)).execute(context={"outlet_events": {}})  # type: ignore[arg-type]
-
-    assert bounds == [bound]
