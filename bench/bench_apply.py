@@ -285,6 +285,8 @@ def main() -> None:
     if kinds != list(KINDS) or args.duckdb_memory_limit:
         warehouses = "-".join(sorted({kind.split("-")[0] for kind in kinds}))
         name += f"-{warehouses}-{args.duckdb_memory_limit or 'default'}"
+    if any("by-reason" in kind for kind in kinds):
+        name += "-by-reason"
     if args.ids_per_statement:
         name += f"-{args.ids_per_statement}-per-statement"
     if args.order != "id":
