@@ -47,7 +47,11 @@ def _csv_batches(
     header = stream.readline().removeprefix(BOM)
     if not header.strip(WHITESPACE):
         return  # an empty file holds no IDs, like an empty text file
-    names = next(csv.reader([header.decode("utf-8", "replace")]), [])
+    try:
+        names = next(csv.reader([header.decode("utf-8", "replace")]), [])
+    except csv.Error as exc:  # a name over csv's field size limit
+        message = f"{source} line 1 (the header) cannot be read: {exc}: {shown(header.rstrip(), 80)!r}"
+        raise IdSourceError(message, source=source) from exc
     column = pick_column(names, id_column, source)
     row = 1
     counted = _QuoteCounter(stream, header.count(b'"'))

@@ -788,6 +788,15 @@ def test_a_long_csv_field_beside_the_id_cell_loses_neither_that_id_nor_the_rows_
     assert rejects_of(prepared) == [["10", "5", "1 fields, the header has 3"]]  # lines still counted right
 
 
+def test_a_csv_header_over_csvs_field_limit_fails_the_file_naming_its_line_and_start(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "ids.csv", f"id,{'n' * LONG}\n1,a\n")
+    expected = (
+        r"ids\.csv line 1 \(the header\) cannot be read: field larger than field limit \(131072\): 'id,nnn"
+    )
+    with pytest.raises(IdSourceError, match=expected):
+        validate_ids(path, id_column="id", on_invalid="skip")
+
+
 def test_a_long_csv_field_whose_quote_never_closes_fails_the_file(tmp_path: Path) -> None:
     path = write_text(tmp_path / "ids.csv", f'id,name\n1,a\n2,"{"y" * LONG}\n3,c\n')
     with pytest.raises(IdSourceError, match=r"ids\.csv cannot be read at line 4: unexpected end of data"):
