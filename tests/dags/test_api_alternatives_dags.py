@@ -143,14 +143,19 @@ class MovableClock:
 OUTSIDER_CLOCK = MovableClock()
 
 
-def move_time_past_each_job(api: Any) -> threading.Thread:
+def move_time_past_each_job(api: Any) -> tuple[threading.Thread, list[bool]]:
     """Jobs here process for half an hour of emulator time: move time on once the DAG's create was refused
-    (the outsider then ends), and again once the DAG's own job is processing (so it ends too)."""
+    (the outsider then ends), and again once the DAG's own job is processing (so it ends too). The list says,
+    per step, whether its moment came (a step whose moment never comes moves time after two minutes anyway,
+    so the DAG still ends and the test can say which step was missed)."""
+    seen: list[bool] = []
 
     def waited_for(condition: Any) -> None:
-        deadline = time.monotonic() + 120
-        while not condition(api.state()) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        deadline, met = time.monotonic() + 120, False
+        while not met and time.monotonic() < deadline:
+            met = condition(api.state())
+            time.sleep(0 if met else 0.1)
+        seen.append(met)
         OUTSIDER_CLOCK.offset += 3600
 
     def watch() -> None:
@@ -159,7 +164,7 @@ def move_time_past_each_job(api: Any) -> threading.Thread:
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
-    return thread
+    return thread, seen
 
 
 @pytest.mark.parametrize(
@@ -173,11 +178,12 @@ def test_conflict_answered_as_400_is_waited_out(airflow_db, api, ids_file, tmp_p
     hook = XComplianceHook(CONN_ID)
     outsider = hook.create_job("users", name="started-by-hand")
     hook.upload_ids(outsider, ids_file)
-    watcher = move_time_past_each_job(api)
+    watcher, seen = move_time_past_each_job(api)
 
     dag_run = run_dag(users_dag, ids_file, tmp_path / "out")
 
     watcher.join()
+    assert seen == [True, True]  # the create was refused, then the DAG's own job was processing
     assert_green_and_exact(dag_run, api, tmp_path / "out", capfd, outsider=outsider.id)
     assert api.state()["requests"]["POST /2/compliance/jobs"] == 3  # the outsider's, a 400 conflict, ours
 
