@@ -25,7 +25,6 @@ import dataclasses
 import io
 import itertools
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -56,10 +55,7 @@ def engine_for(
     reason at no extra pass, and their server holds the IDs.
     """
     if conn_type == "duckdb":
-        return DuckDBEngine(
-            count_by_reason=count_by_reason,
-            ids_per_statement=ids_per_statement,
-        )
+        return DuckDBEngine(count_by_reason=count_by_reason, ids_per_statement=ids_per_statement)
     if conn_type in ("postgres", "postgresql"):
         return PostgresEngine()
     return GenericEngine(placeholder=placeholder)
@@ -137,12 +133,7 @@ class DuckDBEngine:
 
     placeholder = "?"
 
-    def __init__(
-        self,
-        *,
-        count_by_reason: bool = False,
-        ids_per_statement: int = IDS_PER_STATEMENT,
-    ) -> None:
+    def __init__(self, *, count_by_reason: bool = False, ids_per_statement: int = IDS_PER_STATEMENT) -> None:
         if ids_per_statement < 1:
             raise ValueError(f"ids_per_statement must be at least 1, not {ids_per_statement}")
         self.count_by_reason = count_by_reason
@@ -158,8 +149,8 @@ class DuckDBEngine:
     ) -> Counts:
         with _local_files(table.parts) as files:
             parquet = "read_parquet([" + ", ".join(_string_literal(f) for f in files) + "])"
-            ranges = id_ranges(cursor, parquet, -(-table.ids // self.ids_per_statement))
             _check_id_types(cursor, target, parquet)
+            ranges = id_ranges(cursor, parquet, -(-table.ids // self.ids_per_statement))
             return Counts.total(
                 [self._change(cursor, target, table, parquet, ids, dry_run) for ids in ranges]
             )
@@ -266,12 +257,9 @@ def _local_files(parts: Sequence[str]) -> Iterator[list[str]]:
         yield [str(paths.as_path(part)) for part in parts]
         return
     with tempfile.TemporaryDirectory(prefix="xcompliance-apply-") as folder:
-        files = []
-        for number, part in enumerate(parts):
-            local = os.path.join(folder, f"part-{number}.parquet")
-            with paths.as_path(part).open("rb") as source, open(local, "wb") as copy:
-                shutil.copyfileobj(source, copy, 1 << 20)
-            files.append(local)
+        files = [os.path.join(folder, f"part-{number}.parquet") for number in range(len(parts))]
+        for part, local in zip(parts, files, strict=True):
+            storage.copy(part, local)
         yield files
 
 
